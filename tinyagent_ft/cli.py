@@ -1,0 +1,145 @@
+"""The ``tinyagent-ft`` command line."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from .data import DataError, load_dataset
+
+app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Synthesize, inspect and validate TinyAgent-format data.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+console = Console()
+
+
+class UserError(ValueError):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def progress_bar():
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    class Rate(TextColumn):
+        def __init__(self):
+            super().__init__("")
+
+        def render(self, task):
+            from rich.text import Text
+            return Text(f"{task.speed or 0:,.0f}/s")
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
+                    disable=not console.is_terminal and not sys.stderr.isatty())
+
+
+@data_app.command("synth")
+def data_synth(out: Path = typer.Option(..., help="output directory"),
+               n: int = typer.Option(40_000, min=10, help="total examples over all splits"),
+               seed: int = typer.Option(0), heldout: float = typer.Option(0.2, help="held-out fraction of phrasings and entities"),
+               negatives: int = typer.Option(3, min=0, max=15, help="irrelevant tools in each stored prompt")):
+    """Write a synthetic TinyAgent-format dataset: train.json, validation.json, test.json."""
+    from .synth.generate import SynthConfig, synthesize
+    if not 0 < heldout < 1:
+        raise UserError(f"--heldout must be between 0 and 1, got {heldout}")
+    cfg = SynthConfig(n=n, seed=seed, heldout=heldout, negatives=negatives)
+    with progress_bar() as bar:
+        task = bar.add_task("synth", total=n)
+        meta = synthesize(out, cfg, progress=lambda: bar.advance(task))
+    console.print(f"wrote {meta['counts']} to {out} in {meta['seconds']} s")
+
+
+def _table(title: str, rows: dict, total: int) -> Table:
+    t = Table(title=title)
+    t.add_column("key"), t.add_column("count", justify="right"), t.add_column("share", justify="right")
+    for k, v in rows.items():
+        t.add_row(str(k), f"{v:,}", f"{v / max(total, 1):.1%}")
+    return t
+
+
+@data_app.command("stats")
+def data_stats(data: str = typer.Argument(..., help="dataset file, directory or hub id"),
+               split: str = typer.Option("train"),
+               tokenizer: str = typer.Option("smollm2-135m", help="tokenizer for lengths; 'none' to skip"),
+               json_out: Path | None = typer.Option(None, "--json", help="also write the stats here")):
+    """Counts by tool, number of calls and plan shape; token-length percentiles."""
+    from .stats import dataset_stats
+    loaded = load_dataset(data, split)
+    count = None
+    if tokenizer != "none":
+        from .models import load_tokenizer
+        tok = load_tokenizer(tokenizer)
+        count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    stats = dataset_stats(loaded.examples, count)
+    stats["skipped"] = dict(loaded.skipped)
+    n = stats["examples"]
+    console.print(f"[bold]{loaded.path}[/]: {n:,} examples, {sum(loaded.skipped.values())} skipped")
+    console.print(_table("calls by tool", stats["by_tool"], sum(stats["by_tool"].values())))
+    console.print(_table("examples by number of calls", stats["by_calls"], n))
+    console.print(_table("examples by plan shape", stats["by_shape"], n))
+    for key in ("prompt_tokens", "plan_tokens"):
+        if key in stats:
+            console.print(f"{key} ({tokenizer}): " + ", ".join(f"{q} {v:,.0f}" for q, v in stats[key].items()))
+    if json_out:
+        json_out.write_text(json.dumps(stats, indent=2))
+
+
+@data_app.command("show")
+def data_show(data: str = typer.Argument(...), split: str = typer.Option("train"),
+              n: int = typer.Option(3, min=1), strict: bool = typer.Option(False)):
+    """Pretty-print the first N examples."""
+    loaded = load_dataset(data, split, strict=strict)
+    for e in loaded.examples[:n]:
+        console.rule(f"{e.id}")
+        console.print(f"[bold]query[/]: {e.query}")
+        if e.today:
+            console.print(f"[bold]today[/]: {e.today:%A %Y-%m-%d %H:%M}")
+        console.print(f"[bold]tools[/]: {', '.join(sorted(e.tools)) or '(none)'}")
+        console.print(e.plan, markup=False, highlight=False)
+
+
+@data_app.command("validate")
+def data_validate(data: str = typer.Argument(...), split: str = typer.Option("train")):
+    """Load with --strict semantics: stop at the first bad record, naming it."""
+    loaded = load_dataset(data, split, strict=True)
+    console.print(f"{loaded.path}: {len(loaded):,} records, all valid")
+
+
+@app.command("env")
+def env():
+    """Versions of python, torch (and CUDA), transformers and the other key packages, for bug reports."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    rows = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("tinyagent-ft", "torch", "transformers", "datasets", "accelerate", "peft", "networkx",
+                "sentence-transformers", "fastapi", "uvicorn", "pydantic", "typer", "galore-torch"):
+        try:
+            rows[pkg] = version(pkg)
+        except PackageNotFoundError:
+            rows[pkg] = "not installed"
+    try:
+        import torch
+        rows["cuda"] = torch.version.cuda or "none (CPU build)"
+        rows["gpus"] = ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())) or "none"
+        rows["torch threads"] = str(torch.get_num_threads())
+    except ImportError:
+        pass
+    t = Table(title="tinyagent-ft environment")
+    t.add_column("item"), t.add_column("version")
+    for k, v in rows.items():
+        t.add_row(k, v)
+    console.print(t)
+
+
+def main() -> None:
+    try:
+        app()
+    except (DataError, UserError) as exc:
+        console.print(f"[red]error:[/] {exc}", highlight=False)
+        sys.exit(2)

@@ -1,0 +1,95 @@
+"""The planner prompt (spec section 2): system text, negative sampling, and model-text rendering."""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from .catalog import BY_NAME, JOIN_DESCRIPTION, TOOL_NAMES, rules_for
+
+HEADER = ("Given a user query, create a plan to solve it with the utmost parallelizability. "
+          "Each plan should comprise an action from the following {n} types:\n")
+
+GUIDELINES = """Guidelines:
+ - Each action described above contains input/output types and description.
+    - You must strictly adhere to the input and output types for each action.
+    - The action descriptions contain the guidelines. You MUST strictly follow those guidelines when you use the actions.
+ - Each action in the plan should strictly be one of the above types. Follow the Python conventions for each action.
+ - Each action MUST have a unique ID, which is strictly increasing.
+ - Inputs for actions can either be constants or outputs from preceding actions. In the latter case, use the format $id to denote the ID of the previous action whose output will be the input.
+ - Always call join as the last action in the plan. Say '<END_OF_PLAN>' after you call join.
+ - Ensure the plan maximizes parallelizability.
+ - Only use the provided action types. If a query cannot be addressed using these, invoke the join action for the next steps.
+ - Never introduce new actions other than the ones provided.
+ - Never add comments starting with # to the plan."""
+
+CUSTOM = """Custom instructions:
+ 1. Today's date is {today}.
+ 2. If no duration is given for a meeting, make it 60 minutes long.
+ 3. Do not use named arguments; pass every argument positionally.
+ 4. Fill every argument of an action; use an empty string, empty list or the default when a value does not apply.
+ 5. Write dates and times in ISO format, 'YYYY-MM-DD HH:MM:SS'.
+ 6. To use the output of an earlier action, write $ followed by its index, for example "$1".
+ 7. Call join only once, at the very end of the plan."""
+
+EXAMPLES_HEADER = "Here are some examples:\n"
+ALPACA = "### Instruction:\n{system}\n\n### Input:\n{user}\n\n### Response:\n"
+
+
+@dataclass(frozen=True)
+class Demo:
+    """An in-context example: a query and its plan text (ending in ``join()<END_OF_PLAN>``)."""
+    query: str
+    plan: str
+
+
+def format_today(today: datetime) -> str:
+    return today.strftime("%A %Y-%m-%d %H:%M")
+
+
+def build_system_prompt(tools: Sequence[str], examples: Iterable[Demo], today: datetime) -> str:
+    """The planner system prompt for the given tools (in this order), examples and date."""
+    for name in tools:
+        if name not in BY_NAME:
+            raise ValueError(f"unknown tool {name!r} in prompt tools")
+    n = len(tools)
+    parts = [HEADER.format(n=n + 1)]
+    parts += [f"{i}. {BY_NAME[name].description}\n\n" for i, name in enumerate(tools, 1)]
+    parts.append(f"{n + 1}. {JOIN_DESCRIPTION}\n\n")
+    parts.append(GUIDELINES + "\n\n")
+    custom = CUSTOM.format(today=format_today(today))
+    rules = rules_for(set(tools))
+    custom += "".join(f"\n {i}. {rule}" for i, rule in enumerate(rules, 8))
+    parts.append(custom + "\n\n")
+    examples = list(examples)
+    if examples:
+        parts.append(EXAMPLES_HEADER)
+        parts.append("".join(f"Question: {e.query}\n{e.plan.rstrip()}\n###\n" for e in examples))
+    return "".join(parts).rstrip("\n")
+
+
+def user_message(query: str) -> str:
+    return f"Question: {query}"
+
+
+def sample_prompt_tools(gold: Iterable[str], n_negatives: int | None, rng: random.Random) -> list[str]:
+    """Gold tools plus ``n_negatives`` irrelevant tools (None = all 16), in shuffled order."""
+    gold = sorted(set(gold))
+    others = [t for t in TOOL_NAMES if t not in gold]
+    k = len(others) if n_negatives is None else min(n_negatives, len(others))
+    tools = gold + rng.sample(others, k)
+    rng.shuffle(tools)
+    return tools
+
+
+def render(system: str, query: str, tokenizer=None) -> str:
+    """Model text up to where the plan starts: the chat template when the tokenizer has one, else Alpaca.
+
+    The response (plan) follows immediately, so ``len(render(...))`` is where the loss starts.
+    """
+    user = user_message(query)
+    if tokenizer is not None and getattr(tokenizer, "chat_template", None):
+        messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return ALPACA.format(system=system, user=user)
