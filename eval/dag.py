@@ -9,7 +9,6 @@ casefolded, lists as multisets, and None equals "" (the tools treat both as "not
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 
 import networkx as nx
 
@@ -71,7 +70,7 @@ def structure_match(gold: Plan, pred: Plan) -> bool:
     return nx.is_isomorphic(g, p, node_match=lambda a, b: a["sig"] == b["sig"])
 
 
-def _canon_value(value, node):
+def canon_value(value, node):
     if value is None:
         return ("str", "")
     if isinstance(value, str):
@@ -81,23 +80,26 @@ def _canon_value(value, node):
         pieces = tuple(node(int(p)) if i % 2 else p.strip().casefold() for i, p in enumerate(parts))
         return ("ref", tuple(x for x in pieces if x != ""))
     if isinstance(value, (list, tuple)):
-        return ("list", tuple(sorted((_canon_value(v, node) for v in value), key=repr)))
+        return ("list", tuple(sorted((canon_value(v, node) for v in value), key=repr)))
     if isinstance(value, dict):
-        return ("dict", tuple(sorted(((_canon_value(k, node), _canon_value(v, node)) for k, v in value.items()), key=repr)))
+        return ("dict", tuple(sorted(((canon_value(k, node), canon_value(v, node)) for k, v in value.items()), key=repr)))
     return (type(value).__name__, value)
 
 
-def canonical_nodes(plan: Plan) -> Counter:
-    by_id = {s.id: s for s in plan.steps}
+def canonical_forms(plan: Plan) -> dict[int, tuple]:
+    """Per step id: (tool, canonical args), references replaced by the referenced step's form."""
+    forms: dict[int, tuple] = {}
 
-    @lru_cache(maxsize=None)
     def node(i: int):
-        s = by_id.get(i)
-        if s is None:
-            return ("missing", i)
-        return (s.tool, tuple(_canon_value(a, node) for a in s.args))
+        return forms.get(i, ("missing", i))
 
-    return Counter(node(s.id) for s in plan.steps)
+    for s in plan.steps:  # increasing ids; valid plans refer only backwards
+        forms[s.id] = (s.tool, tuple(canon_value(a, node) for a in s.args))
+    return forms
+
+
+def canonical_nodes(plan: Plan) -> Counter:
+    return Counter(canonical_forms(plan).values())
 
 
 def strict_match(gold: Plan, pred: Plan) -> bool:

@@ -111,6 +111,51 @@ def data_validate(data: str = typer.Argument(...), split: str = typer.Option("tr
     console.print(f"{loaded.path}: {len(loaded):,} records, all valid")
 
 
+@app.command("score")
+def score_cmd(gold: str = typer.Option(..., help="gold data: TinyAgent file, project JSONL, directory or hub id"),
+              predictions: Path = typer.Option(..., help="JSONL with 'id' and 'plan' per line"),
+              split: str = typer.Option("test", help="split to read when GOLD is a directory"),
+              out: Path | None = typer.Option(None, help="REPORT.json"),
+              markdown: Path | None = typer.Option(None, help="markdown report"),
+              plot: Path | None = typer.Option(None, help="PNG of success by number of calls and by shape"),
+              ged_timeout: float = typer.Option(0.5, help="seconds per pair for graph edit distance; 0 skips it")):
+    """Score any model's plans against gold data, without loading a model."""
+    from eval.report import PredictionError, read_predictions, score, write_outputs
+    examples = load_dataset(gold, split).examples
+    try:
+        preds = read_predictions(predictions)
+    except PredictionError as exc:
+        raise UserError(str(exc)) from None
+    with progress_bar() as bar:
+        task = bar.add_task("score", total=len(examples))
+        report = score(examples, preds, ged_timeout or None, progress=lambda: bar.advance(task))
+    write_outputs(report, out, markdown, plot)
+    print_report(report)
+
+
+def print_report(report: dict) -> None:
+    m = report["metrics"]
+    t = Table(title="plan quality")
+    t.add_column("metric"), t.add_column("value", justify="right")
+    for k, v in m.items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(t)
+    for name, groups in report["breakdown"].items():
+        g = Table(title=name.replace("_", " "))
+        for col in ("group", "count", "success", "strict", "tool F1", "edge F1"):
+            g.add_column(col, justify="right")
+        for k, s in groups.items():
+            g.add_row(k, str(s["count"]), f"{s['success_rate']:.3f}", f"{s['success_rate_strict']:.3f}",
+                      f"{s['tool_f1']:.3f}", f"{s['edge_f1']:.3f}")
+        console.print(g)
+    if report["missing_predictions"]:
+        ids = report["missing_predictions"]
+        console.print(f"[yellow]{len(ids)} gold ids without a prediction (counted as failures)[/]: "
+                      + ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""))
+    if report["unknown_prediction_ids"]:
+        console.print(f"[yellow]{len(report['unknown_prediction_ids'])} prediction ids not in gold (ignored)[/]")
+
+
 @app.command("env")
 def env():
     """Versions of python, torch (and CUDA), transformers and the other key packages, for bug reports."""

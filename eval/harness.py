@@ -1,0 +1,37 @@
+"""Run any planner over a dataset split and score it.
+
+A planner is any object with ``plan(queries: list[str]) -> list[str]``; if its ``plan`` also takes
+``dates``, it receives each example's "today" so that relative dates resolve as in the gold data.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .report import score, write_outputs
+
+
+def run(planner, examples: Sequence, out_dir: str | Path, batch_size: int = 8, ged_timeout: float | None = 0.5,
+        progress=None) -> dict:
+    """Plan every example, write ``predictions.jsonl``, ``report.json``, ``report.md``, ``report.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    takes_dates = "dates" in inspect.signature(planner.plan).parameters
+    predictions: dict[str, str] = {}
+    with (out / "predictions.jsonl").open("w", encoding="utf-8") as fh:
+        for i in range(0, len(examples), batch_size):
+            batch = examples[i:i + batch_size]
+            queries = [e.query for e in batch]
+            plans = planner.plan(queries, dates=[e.today for e in batch]) if takes_dates else planner.plan(queries)
+            if len(plans) != len(batch):
+                raise ValueError(f"planner returned {len(plans)} plans for {len(batch)} queries")
+            for e, p in zip(batch, plans):
+                predictions[e.id] = p
+                fh.write(json.dumps({"id": e.id, "query": e.query, "plan": p}) + "\n")
+            if progress:
+                progress(len(batch))
+    report = score(examples, predictions, ged_timeout)
+    write_outputs(report, out / "report.json", out / "report.md", out / "report.png")
+    return report
