@@ -1,0 +1,244 @@
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups, natural_gradient_transform
+from tinyagent_ft.optim.natural import solve_spd
+
+
+def direct(g, H, lam):
+    k = g.numel()
+    F = lam * torch.eye(k, dtype=torch.float64) + H.double() @ H.double().T
+    return torch.linalg.solve(F, g.double().reshape(-1)).reshape(g.shape)
+
+
+@pytest.mark.parametrize("k,s,lam", [(50, 5, 1e-3), (300, 20, 1e-1), (64, 1, 1.0)])
+def test_transform_matches_float64_solve(k, s, lam):
+    torch.manual_seed(0)
+    H = torch.randn(k, s)
+    g = H[:, -1].clone()
+    out = natural_gradient_transform(g, H, lam)
+    ref = direct(g, H, lam)
+    assert torch.allclose(out.double(), ref, rtol=1e-3, atol=1e-3 * ref.abs().max())
+
+
+def test_transform_accepts_bf16():
+    H = torch.randn(40, 4).bfloat16()
+    out = natural_gradient_transform(H[:, -1], H, 1.0)
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+
+
+def test_incremental_gram_matches_direct_over_many_steps():
+    torch.manual_seed(1)
+    w = nn.Parameter(torch.randn(16, 12))
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 4, "history": 5, "damping": 0.5, "damping_mode": "absolute",
+                               "history_dtype": "float32", "update_proj_gap": 1000}], lr=0.0)
+    state, group, seen = opt.state[w], opt.param_groups[0], []
+    for step in range(1, 31):
+        R = torch.randn(4, 4)
+        seen.append(R.reshape(-1))
+        out = opt._natural(R, state, group)
+        H = torch.stack(seen[-5:], dim=1)
+        assert torch.allclose(out.double(), direct(R, H, 0.5), rtol=1e-4, atol=1e-4), step
+
+
+def galore_reference(w0, grads, rank, scale, lr, betas=(0.9, 0.999), eps=1e-8):
+    """Plain one-sided GaLore (right projector since m >= n), written out step by step."""
+    w, m, v = w0.clone(), None, None
+    for t, G in enumerate(grads, 1):
+        if t == 1:
+            Q = torch.linalg.svd(G, full_matrices=False)[2][:rank]
+        R = G @ Q.T
+        m = R * (1 - betas[0]) if m is None else betas[0] * m + (1 - betas[0]) * R
+        v = R * R * (1 - betas[1]) if v is None else betas[1] * v + (1 - betas[1]) * R * R
+        N = (m / (1 - betas[0] ** t)) / ((v / (1 - betas[1] ** t)).sqrt() + eps)
+        w = w - lr * scale * (N @ Q)
+    return w
+
+
+def run_steps(opt, params, grads):
+    for G in grads:
+        params[0].grad = G.clone()
+        opt.step()
+
+
+def test_history_zero_reproduces_galore():
+    torch.manual_seed(2)
+    w = nn.Parameter(torch.randn(20, 10))
+    grads = [torch.randn(20, 10) for _ in range(8)]
+    ref = galore_reference(w.detach(), grads, rank=3, scale=0.25, lr=1e-2)
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 3, "side": "std", "history": 0, "scale": 0.25}], lr=1e-2)
+    run_steps(opt, [w], grads)
+    assert torch.allclose(w.detach(), ref, atol=1e-5)
+
+
+def test_full_rank_scale_one_reproduces_adamw():
+    torch.manual_seed(3)
+    a, b = nn.Parameter(torch.randn(12, 8)), None
+    b = nn.Parameter(a.detach().clone())
+    grads = [torch.randn(12, 8) for _ in range(10)]
+    ours = NaturalGaLoreAdamW([{"params": [a], "rank": 8, "side": "std", "history": 0, "scale": 1.0}],
+                              lr=1e-2, weight_decay=0.1)
+    ref = torch.optim.AdamW([b], lr=1e-2, weight_decay=0.1)
+    run_steps(ours, [a], grads)
+    run_steps(ref, [b], grads)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_bf16_parameters_train():
+    torch.manual_seed(4)
+    w = nn.Parameter(torch.randn(32, 16, dtype=torch.bfloat16))
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 4}], lr=1e-2)
+    before = w.detach().clone()
+    run_steps(opt, [w], [torch.randn(32, 16, dtype=torch.bfloat16) for _ in range(5)])
+    assert w.dtype == torch.bfloat16 and not torch.equal(w, before) and torch.isfinite(w.float()).all()
+    assert opt.state[w]["gram"].dtype == torch.float32 and opt.state[w]["P"].dtype == torch.bfloat16
+
+
+def test_refresh_at_the_right_steps():
+    torch.manual_seed(5)
+    w = nn.Parameter(torch.randn(10, 10))
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 2, "update_proj_gap": 3}], lr=1e-3)
+    changed = []
+    for step in range(1, 11):
+        before = opt.state[w].get("P")
+        w.grad = torch.randn(10, 10)
+        opt.step()
+        if before is None or not torch.equal(before, opt.state[w]["P"]):
+            changed.append(step)
+    assert changed == [1, 4, 7, 10]
+
+
+def test_svd_failure_falls_back(monkeypatch, caplog):
+    from tinyagent_ft.optim import projector
+    real, failing = projector.top_singular_vectors, {"svd"}
+
+    def flaky(G, rank, method, *a, **k):
+        if method in failing:
+            raise torch.linalg.LinAlgError(f"{method} did not converge")
+        return real(G, rank, method, *a, **k)
+
+    monkeypatch.setattr(projector, "top_singular_vectors", flaky)
+    w = nn.Parameter(torch.randn(10, 8))
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 2, "update_proj_gap": 1, "svd_method": "svd"}], lr=1e-3)
+    w.grad = torch.randn(10, 8)
+    opt.step()  # exact SVD fails, no previous projector: the randomized method is used
+    assert opt.state[w]["Q"].shape == (2, 8)
+    Q = opt.state[w]["Q"].clone()
+    failing.add("randomized")
+    w.grad = torch.randn(10, 8)
+    opt.step()  # both fail: the previous projector is kept and training goes on
+    assert torch.equal(opt.state[w]["Q"], Q) and opt.state[w]["step"] == 2
+    assert "did not converge" in caplog.text
+
+
+def test_cholesky_jitter_and_skip():
+    S = torch.zeros(3, 3)
+    S[0, 0] = 1.0  # singular: needs jitter
+    z = solve_spd(S, torch.tensor([1.0, 0.0, 0.0]))
+    assert z is not None and torch.isfinite(z).all()
+    assert solve_spd(-torch.eye(3), torch.ones(3)) is None
+
+
+def test_nonfinite_gradient_never_reaches_weights():
+    w = nn.Parameter(torch.randn(8, 8))
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 2}], lr=1e-2)
+    w.grad = torch.randn(8, 8)
+    opt.step()
+    before = w.detach().clone()
+    w.grad = torch.full((8, 8), float("nan"))
+    opt.step()
+    assert torch.equal(w, before) and opt.nonfinite_skips == 1
+
+
+def small_model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Embedding(20, 16), nn.Flatten(), nn.Linear(16 * 4, 32), nn.Tanh(), nn.Linear(32, 20))
+
+
+def make_opt(model, **kw):
+    groups = build_param_groups(model, rank=4, targets=(r"^[24]$",), update_proj_gap=3, **kw)
+    return NaturalGaLoreAdamW(groups, lr=1e-2, weight_decay=0.01)
+
+
+def train(model, opt, steps, seed=0, accum=1, layerwise=False):
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        for _ in range(accum):
+            x = torch.randint(0, 20, (8, 4), generator=gen)
+            y = torch.randint(0, 20, (8,), generator=gen)
+            nn.functional.cross_entropy(model(x), y).div(accum).backward()
+        if not layerwise:
+            opt.step()
+            opt.zero_grad()
+
+
+def test_resume_is_bit_exact(tmp_path):
+    a = small_model()
+    opt_a = make_opt(a)
+    train(a, opt_a, 10, seed=0)
+    train(a, opt_a, 10, seed=1)
+    b = small_model()
+    opt_b = make_opt(b)
+    train(b, opt_b, 10, seed=0)
+    torch.save({"model": b.state_dict(), "opt": opt_b.state_dict()}, tmp_path / "ckpt.pt")
+    ck = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    c = small_model()
+    c.load_state_dict(ck["model"])
+    opt_c = make_opt(c)
+    opt_c.load_state_dict(ck["opt"])
+    train(c, opt_c, 10, seed=1)
+    for pa, pc in zip(a.parameters(), c.parameters()):
+        assert torch.equal(pa, pc)
+
+
+@pytest.mark.parametrize("accum", [1, 3])
+def test_layerwise_matches_normal_mode(accum):
+    a, b = small_model(), small_model()
+    opt_a = make_opt(a)
+    train(a, opt_a, 7, accum=accum)
+    lw = LayerwiseOptimizer(make_opt(b), grad_accumulation_steps=accum, max_grad_norm=None)
+    train(b, lw, 7, accum=accum, layerwise=True)
+    assert all(p.grad is None for p in b.parameters())
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.allclose(pa, pb, atol=1e-5), (pa - pb).abs().max()
+    assert lw.grad_norm() > 0
+
+
+def test_layerwise_clips_per_parameter():
+    b = small_model()
+    lw = LayerwiseOptimizer(make_opt(b), max_grad_norm=1e-4)
+    ref = small_model()
+    train(b, lw, 1, layerwise=True)
+    moved = max((pb - pr).abs().max() for pb, pr in zip(b.parameters(), ref.parameters()))
+    assert moved > 0 and lw.grad_norm() > 1e-4
+
+
+def test_param_groups_helper():
+    model = small_model()
+    groups = build_param_groups(model, rank=4, targets=(r"^[24]$", r"nothing"))
+    assert len(groups[0]["params"]) == 2 and all(p.dim() == 2 for p in groups[0]["params"])
+    assert len(groups[1]["params"]) == 3  # embedding + two biases
+    with pytest.raises(ValueError, match=r"matched no nn.Linear module"):
+        build_param_groups(model, rank=4, targets=(r"q_proj",))
+    with pytest.raises(TypeError, match="unknown options"):
+        NaturalGaLoreAdamW(model.parameters(), rnak=3)
+    with pytest.raises(ValueError, match="side must be one of"):
+        NaturalGaLoreAdamW([{"params": [model[2].weight], "rank": 2, "side": "diagonal"}])
+
+
+def test_ddp_two_processes_stay_identical(tmp_path):
+    script = Path(__file__).parent / "ddp_optim_worker.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+                          str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    assert "layer-wise mode steps inside backward" in (tmp_path / "layerwise_error.txt").read_text()

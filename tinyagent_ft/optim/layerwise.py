@@ -1,0 +1,98 @@
+"""Layer-wise mode: each weight is updated from its own post-accumulate-grad hook during backward,
+and its gradient freed at once, so the full set of gradients is never resident.
+
+Unlike the peers it honours gradient accumulation: a projected weight's gradient is projected and
+summed in the low-rank space on every micro-batch (projection is linear, so the sum is exact) and
+the update happens only on the last micro-batch. On a subspace-refresh step the full gradient is
+kept until then, because the SVD needs it. Clipping is per parameter, on the gradient the optimizer
+consumes; ``grad_norm()`` reports the norm of exactly those gradients.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.distributed as dist
+
+from .natural_galore import NaturalGaLoreAdamW
+
+
+class LayerwiseOptimizer:
+    def __init__(self, optimizer: NaturalGaLoreAdamW, grad_accumulation_steps: int = 1,
+                 max_grad_norm: float | None = None):
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            raise NotImplementedError("layer-wise mode steps inside backward, before DDP averages gradients "
+                                      "across ranks; use the normal (non layer-wise) mode with DDP")
+        if grad_accumulation_steps < 1:
+            raise ValueError("grad_accumulation_steps must be >= 1")
+        self.optimizer, self.accum, self.max_norm = optimizer, grad_accumulation_steps, max_grad_norm
+        self._micro: dict[torch.Tensor, int] = {}
+        self._acc: dict[torch.Tensor, torch.Tensor] = {}
+        self._sq_norm = 0.0
+        self._handles = []
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.requires_grad:
+                    self._handles.append(p.register_post_accumulate_grad_hook(self._hook(group)))
+
+    @property
+    def param_groups(self):
+        return self.optimizer.param_groups
+
+    def _clip(self, g: torch.Tensor) -> torch.Tensor:
+        norm = float(g.norm())
+        self._sq_norm += norm * norm
+        if self.max_norm and norm > self.max_norm and math.isfinite(norm):
+            g = g * (self.max_norm / (norm + 1e-6))
+        return g
+
+    def _hook(self, group: dict):
+        opt = self.optimizer
+
+        def hook(p: torch.Tensor) -> None:
+            micro = self._micro.get(p, 0) + 1
+            last = micro == self.accum
+            self._micro[p] = 0 if last else micro
+            step = opt.state[p].get("step", 0) + 1
+            low_rank = "rank" in group and ("P" in opt.state[p] or "Q" in opt.state[p]) \
+                and not opt.refresh_due(p, group, step)
+            with torch.no_grad():
+                if low_rank:
+                    R = opt.project_grad(p, group, p.grad, step)
+                    p.grad = None
+                    if p in self._acc:
+                        R = self._acc.pop(p).add_(R)
+                    if not last:
+                        self._acc[p] = R
+                        return
+                    opt.step_param(p, group, None, projected=self._clip(R))
+                elif last:
+                    if "rank" in group:  # refresh step: refresh from the full gradient, then project
+                        R = opt.project_grad(p, group, p.grad, step)
+                        if p in self._acc:
+                            R.add_(self._acc.pop(p))
+                        opt.step_param(p, group, None, projected=self._clip(R))
+                    else:
+                        opt.step_param(p, group, self._clip(p.grad))
+                    p.grad = None
+
+        return hook
+
+    def grad_norm(self) -> float:
+        """Norm of the gradients consumed since the last call (for logging), then reset."""
+        value, self._sq_norm = math.sqrt(self._sq_norm), 0.0
+        return value
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Nothing to free: gradients are released inside the hooks."""
+
+    def state_dict(self) -> dict:
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.optimizer.load_state_dict(state_dict)
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()

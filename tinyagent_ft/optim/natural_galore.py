@@ -1,0 +1,179 @@
+"""NaturalGaLoreAdamW: GaLore's low-rank gradient projection plus the natural-gradient transform,
+as a drop-in ``torch.optim.Optimizer`` (groups without ``rank`` are plain AdamW).
+
+Per projected weight the state is: the projector(s), Adam moments of the projected gradient, and
+for ``history`` s > 0 a ring buffer of the last s projected gradients with its s x s Gram matrix,
+updated by one new row per step. Every state value is a tensor or a plain number, so checkpoints
+load with ``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import torch
+import torch.distributed as dist
+
+from .natural import warn_once, woodbury_apply
+from .projector import METHODS, SIDES, compute_projectors, project, project_back, sides_for
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# Defaults chosen from benchmarks/optim (see README): two-sided keeps the history small enough that
+# the whole state stays within GaLore's one-sided budget at the same rank.
+PROJECTION_DEFAULTS = dict(rank=128, update_proj_gap=200, scale=0.25, side="two_sided", history=4,
+                           damping=1e-3, damping_mode="relative", history_dtype="bfloat16",
+                           svd_method="svd", reset_history_on_refresh=True)
+
+
+def _check_group(group: dict) -> None:
+    if "rank" not in group:
+        return
+    if group["side"] not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {group['side']!r}")
+    if group["svd_method"] not in METHODS:
+        raise ValueError(f"svd_method must be one of {METHODS}, got {group['svd_method']!r}")
+    if group["history_dtype"] not in DTYPES:
+        raise ValueError(f"history_dtype must be one of {tuple(DTYPES)}, got {group['history_dtype']!r}")
+    if group["damping_mode"] not in ("absolute", "relative"):
+        raise ValueError(f"damping_mode must be 'absolute' or 'relative', got {group['damping_mode']!r}")
+    if group["rank"] < 1 or group["update_proj_gap"] < 1 or group["history"] < 0 or group["damping"] <= 0:
+        raise ValueError("need rank >= 1, update_proj_gap >= 1, history >= 0, damping > 0")
+    for p in group["params"]:
+        if p.dim() != 2:
+            raise ValueError(f"projected groups take 2-D weights only, got a parameter of shape {tuple(p.shape)}")
+
+
+class NaturalGaLoreAdamW(torch.optim.Optimizer):
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
+                 weight_decay: float = 0.0, **projection):
+        unknown = set(projection) - set(PROJECTION_DEFAULTS)
+        if unknown:
+            raise TypeError(f"unknown options {sorted(unknown)}; valid: {sorted(PROJECTION_DEFAULTS)}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+                        **{k: projection.get(k, v) for k, v in PROJECTION_DEFAULTS.items() if k != "rank"})
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            _check_group(group)
+        self.nonfinite_skips = 0
+        if dist.is_available() and dist.is_initialized():
+            for p in (p for g in self.param_groups for p in g["params"]):
+                if type(p).__name__ in ("DTensor", "FlatParameter") or hasattr(p, "_local_shard"):
+                    raise NotImplementedError("NaturalGaLoreAdamW supports single-device and DDP training; "
+                                              "FSDP / ZeRO sharded parameters are not supported")
+
+    # ------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    self.step_param(p, group, p.grad)
+        return loss
+
+    @torch.no_grad()
+    def step_param(self, p: torch.Tensor, group: dict, grad: torch.Tensor, projected: torch.Tensor | None = None) -> None:
+        """One update of ``p`` from ``grad`` (or from an already projected gradient ``projected``)."""
+        if grad is not None and grad.is_sparse:
+            raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
+        state = self.state[p]
+        step = state.get("step", 0) + 1
+        source = projected if projected is not None else grad
+        if not torch.isfinite(source).all():
+            self.nonfinite_skips += 1
+            warn_once("nonfinite", "non-finite gradient: skipping the update of that parameter (counted in "
+                                   "optimizer.nonfinite_skips)")
+            return
+        if projected is not None:
+            R = projected
+        else:
+            R = self.project_grad(p, group, grad, step) if "rank" in group else grad.float()
+        if "rank" in group and group["history"] > 0:
+            R = self._natural(R, state, group)
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(R, dtype=torch.float32)
+            state["exp_avg_sq"] = torch.zeros_like(R, dtype=torch.float32)
+        beta1, beta2 = group["betas"]
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        exp_avg.lerp_(R, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(R, R, value=1 - beta2)
+        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+        denom = (exp_avg_sq.sqrt() / bc2**0.5).add_(group["eps"])
+        update = exp_avg / denom
+        lr = group["lr"]
+        if "rank" in group:
+            update = project_back(update, state.get("P"), state.get("Q")).mul_(group["scale"])
+        if group["weight_decay"]:
+            p.mul_(1 - lr * group["weight_decay"])
+        p.add_(update.to(p.dtype), alpha=-lr / bc1)
+        state["step"] = step
+
+    def project_grad(self, p: torch.Tensor, group: dict, grad: torch.Tensor, step: int | None = None) -> torch.Tensor:
+        """Projected fp32 gradient, refreshing the subspace first when one is due at ``step``."""
+        state = self.state[p]
+        step = step if step is not None else state.get("step", 0) + 1
+        if self.refresh_due(p, group, step):
+            self._refresh(p, group, grad, state)
+        return project(grad.float(), state.get("P"), state.get("Q"))
+
+    def refresh_due(self, p: torch.Tensor, group: dict, step: int) -> bool:
+        if "rank" not in group or not any(sides_for(tuple(p.shape), group["side"], group["rank"])):
+            return False
+        return (step - 1) % group["update_proj_gap"] == 0 or ("P" not in self.state[p] and "Q" not in self.state[p])
+
+    def _refresh(self, p, group, grad, state) -> None:
+        previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
+        P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            for t in (P, Q):  # identical subspaces on every rank, whatever each SVD kernel returned
+                if t is not None:
+                    dist.broadcast(t, src=0)
+        for key, t in (("P", P), ("Q", Q)):
+            if t is not None:
+                state[key] = t
+        if group["reset_history_on_refresh"] and "hist" in state:
+            state["hist_count"], state["hist_pos"] = 0, 0
+
+    def _natural(self, R: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
+        s = group["history"]
+        g = R.reshape(-1)
+        if "hist" not in state:
+            state["hist"] = torch.zeros(s, g.numel(), dtype=DTYPES[group["history_dtype"]], device=g.device)
+            state["gram"] = torch.zeros(s, s, dtype=torch.float32, device=g.device)
+            state["hist_count"], state["hist_pos"] = 0, 0
+        hist, gram, pos = state["hist"], state["gram"], state["hist_pos"]
+        hist[pos].copy_(g)
+        count = min(state["hist_count"] + 1, s)
+        rows = hist[:count]
+        new = (rows @ hist[pos]).float()  # the one new row of the Gram matrix
+        gram[pos, :count] = new
+        gram[:count, pos] = new
+        G = gram[:count, :count]
+        damping = group["damping"]
+        if group["damping_mode"] == "relative":
+            damping = damping * float(G.diagonal().mean().clamp_min(1e-30))
+        state["hist_count"], state["hist_pos"] = count, (pos + 1) % s
+        out = woodbury_apply(rows, G, pos, damping)
+        return (g.float() if out is None else out).reshape(R.shape)
+
+    # ------------------------------------------------------------------------------------------
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Like torch's, but keeps each state tensor's saved dtype (fp32 Gram and moments of bf16 params)."""
+        groups = state_dict["param_groups"]
+        if len(groups) != len(self.param_groups) or any(
+                len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
+            raise ValueError("loaded state dict does not match this optimizer's parameter groups")
+        id_map = dict(zip((i for g in groups for i in g["params"]), (p for g in self.param_groups for p in g["params"])))
+        self.state = defaultdict(dict)
+        for i, st in state_dict["state"].items():
+            p = id_map[int(i)]
+            self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in st.items()}
+        for group, saved in zip(self.param_groups, groups):
+            group.update({k: v for k, v in saved.items() if k != "params"})
+
+    def state_bytes(self) -> int:
+        """Bytes held in optimizer state tensors (what the memory benchmark reports)."""
+        return sum(v.numel() * v.element_size() for st in self.state.values() for v in st.values() if torch.is_tensor(v))
