@@ -81,16 +81,15 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
         state = self.state[p]
         step = state.get("step", 0) + 1
-        source = projected if projected is not None else grad
-        if not torch.isfinite(source).all():
-            self.nonfinite_skips += 1
-            warn_once("nonfinite", "non-finite gradient: skipping the update of that parameter (counted in "
-                                   "optimizer.nonfinite_skips)")
-            return
         if projected is not None:
             R = projected
         else:
             R = self.project_grad(p, group, grad, step) if "rank" in group else grad.float()
+        if not torch.isfinite(R).all():  # a non-finite entry of the gradient reaches its projection too
+            self.nonfinite_skips += 1
+            warn_once("nonfinite", "non-finite gradient: skipping the update of that parameter (counted in "
+                                   "optimizer.nonfinite_skips)")
+            return
         if "rank" in group and group["history"] > 0:
             R = self._natural(R, state, group)
         if "exp_avg" not in state:
@@ -122,9 +121,12 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def refresh_due(self, p: torch.Tensor, group: dict, step: int) -> bool:
         if "rank" not in group or not any(sides_for(tuple(p.shape), group["side"], group["rank"])):
             return False
-        return (step - 1) % group["update_proj_gap"] == 0 or ("P" not in self.state[p] and "Q" not in self.state[p])
+        st = self.state[p]
+        return (step - 1) % group["update_proj_gap"] == 0 or ("P" not in st and "Q" not in st)
 
     def _refresh(self, p, group, grad, state) -> None:
+        if not torch.isfinite(grad).all():
+            return  # the update is skipped; the next finite gradient refreshes instead
         previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
         P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:

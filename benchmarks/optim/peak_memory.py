@@ -1,0 +1,86 @@
+"""Peak GPU memory and tokens/s of one full fine-tuning step of the TinyLlama-1.1B shape (random
+weights, bf16, one sequence of 2,048 tokens) per optimizer, layer-wise and not, next to LoRA r=16.
+
+    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 512] [--out peak_memory.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
+
+TINYLLAMA = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
+                 num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048)
+
+
+def setup(kind: str, model, rank: int):
+    if kind == "adamw":
+        return torch.optim.AdamW(model.parameters(), lr=1e-5), None
+    if kind == "lora r=16":
+        from peft import LoraConfig, get_peft_model
+        model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=[
+            "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
+        return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4), model
+    opts = {"galore": dict(side="std", history=0), "natural-galore": {}}[kind.split(" ")[0]]
+    opt = NaturalGaLoreAdamW(build_param_groups(model, rank=rank, svd_method="randomized", **opts), lr=1e-5)
+    if "layer-wise" in kind:
+        return LayerwiseOptimizer(opt), None
+    return opt, None
+
+
+def measure(kind: str, seq: int, rank: int, steps: int = 4) -> dict:
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**TINYLLAMA)).to("cuda", torch.bfloat16)
+    model.config.use_cache = False
+    opt, wrapped = setup(kind, model, rank)
+    model = wrapped or model
+    ids = torch.randint(0, 32000, (1, seq), device="cuda")
+    times = []
+    for _ in range(steps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        model(input_ids=ids, labels=ids).loss.backward()
+        if not isinstance(opt, LayerwiseOptimizer):
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    del model, opt
+    step = sum(times[1:]) / len(times[1:])  # the first step refreshes and allocates
+    return {"peak_gib": peak, "step_s": step, "tokens_per_s": seq / step}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seq", type=int, default=2048)
+    ap.add_argument("--rank", type=int, default=512)
+    ap.add_argument("--out", default="benchmarks/optim/peak_memory.json")
+    args = ap.parse_args()
+    kinds = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
+    rows = {}
+    for k in kinds:
+        try:
+            rows[k] = measure(k, args.seq, args.rank)
+        except ImportError as exc:
+            print(f"skip {k}: {exc}")
+    base = rows["adamw"]
+    print(f"full fine-tuning step, TinyLlama-1.1B shape, bf16 weights, 1 x {args.seq} tokens, rank {args.rank}, "
+          f"{torch.cuda.get_device_name()}")
+    print(f"{'optimizer':<28} {'peak GiB':>9} {'x AdamW':>8} {'tokens/s':>9} {'x AdamW':>8}")
+    for k, r in rows.items():
+        print(f"{k:<28} {r['peak_gib']:>9.2f} {r['peak_gib'] / base['peak_gib']:>8.2f} {r['tokens_per_s']:>9.0f} "
+              f"{r['tokens_per_s'] / base['tokens_per_s']:>8.2f}")
+    with open(args.out, "w") as fh:
+        json.dump({"seq": args.seq, "rank": args.rank, "device": torch.cuda.get_device_name(), "results": rows}, fh, indent=2)
+
+
+if __name__ == "__main__":
+    main()
