@@ -39,11 +39,14 @@ def test_incremental_gram_matches_direct_over_many_steps():
     w = nn.Parameter(torch.randn(16, 12))
     opt = NaturalGaLoreAdamW([{"params": [w], "rank": 4, "history": 5, "damping": 0.5, "damping_mode": "absolute",
                                "history_dtype": "float32", "update_proj_gap": 1000}], lr=0.0)
+    w.grad = torch.randn(16, 12)
+    opt.step()  # sets up the projectors; then start the history afresh
     state, group, seen = opt.state[w], opt.param_groups[0], []
+    state["hist_count"], state["hist_pos"] = 0, 0
     for step in range(1, 31):
         R = torch.randn(4, 4)
         seen.append(R.reshape(-1))
-        out = opt._natural(R, state, group)
+        out = opt._natural_many(group, [(w, R)])[0]
         H = torch.stack(seen[-5:], dim=1)
         assert torch.allclose(out.double(), direct(R, H, 0.5), rtol=1e-4, atol=1e-4), step
 
@@ -136,6 +139,18 @@ def test_svd_failure_falls_back(monkeypatch, caplog):
     opt.step()  # both fail: the previous projector is kept and training goes on
     assert torch.equal(opt.state[w]["Q"], Q) and opt.state[w]["step"] == 2
     assert "did not converge" in caplog.text
+
+
+def test_failed_natural_solve_falls_back_without_sync():
+    w = nn.Parameter(torch.randn(16, 12))
+    opt = NaturalGaLoreAdamW([{"params": [w], "rank": 4, "history": 3, "damping": 1e-3, "damping_mode": "absolute"}],
+                             lr=1e-2)
+    w.grad = torch.randn(16, 12)
+    opt.step()
+    R = torch.randn(4, 4)
+    opt.state[w]["gram"].fill_(-1.0)  # a corrupted Gram matrix: the s x s system is not positive definite
+    out = opt._natural_many(opt.param_groups[0], [(w, R)])[0]
+    assert torch.equal(out, R) and opt.cholesky_fallbacks >= 1
 
 
 def test_cholesky_jitter_and_skip():
@@ -236,7 +251,7 @@ def test_param_groups_helper():
 def test_ddp_two_processes_stay_identical(tmp_path):
     script = Path(__file__).parent / "ddp_optim_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))

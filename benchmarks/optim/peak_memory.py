@@ -42,20 +42,29 @@ def measure(kind: str, seq: int, rank: int, steps: int = 4) -> dict:
     opt, wrapped = setup(kind, model, rank)
     model = wrapped or model
     ids = torch.randint(0, 32000, (1, seq), device="cuda")
-    times = []
+    times, phases = [], {"forward": 0.0, "backward": 0.0, "step": 0.0}
+
+    def mark(phase):
+        phases[phase] = max(phases[phase], torch.cuda.max_memory_allocated() / 2**30)
+        torch.cuda.reset_peak_memory_stats()
+
     for _ in range(steps):
         torch.cuda.synchronize()
         t0 = time.perf_counter()
-        model(input_ids=ids, labels=ids).loss.backward()
+        loss = model(input_ids=ids, labels=ids).loss
+        mark("forward")
+        loss.backward()
+        mark("backward")
         if not isinstance(opt, LayerwiseOptimizer):
             opt.step()
             opt.zero_grad(set_to_none=True)
+        mark("step")
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2**30
+    peak = max(phases.values())
     del model, opt
     step = sum(times[1:]) / len(times[1:])  # the first step refreshes and allocates
-    return {"peak_gib": peak, "step_s": step, "tokens_per_s": seq / step}
+    return {"peak_gib": peak, "peak_by_phase_gib": phases, "step_s": step, "tokens_per_s": seq / step}
 
 
 def main():
@@ -74,9 +83,10 @@ def main():
     base = rows["adamw"]
     print(f"full fine-tuning step, TinyLlama-1.1B shape, bf16 weights, 1 x {args.seq} tokens, rank {args.rank}, "
           f"{torch.cuda.get_device_name()}")
-    print(f"{'optimizer':<28} {'peak GiB':>9} {'x AdamW':>8} {'tokens/s':>9} {'x AdamW':>8}")
+    print(f"{'optimizer':<28} {'peak GiB':>9} {'x AdamW':>8} {'fwd/bwd/step GiB':>18} {'tokens/s':>9} {'x AdamW':>8}")
     for k, r in rows.items():
-        print(f"{k:<28} {r['peak_gib']:>9.2f} {r['peak_gib'] / base['peak_gib']:>8.2f} {r['tokens_per_s']:>9.0f} "
+        ph = "/".join(f"{v:.1f}" for v in r["peak_by_phase_gib"].values())
+        print(f"{k:<28} {r['peak_gib']:>9.2f} {r['peak_gib'] / base['peak_gib']:>8.2f} {ph:>18} {r['tokens_per_s']:>9.0f} "
               f"{r['tokens_per_s'] / base['tokens_per_s']:>8.2f}")
     with open(args.out, "w") as fh:
         json.dump({"seq": args.seq, "rank": args.rank, "device": torch.cuda.get_device_name(), "results": rows}, fh, indent=2)

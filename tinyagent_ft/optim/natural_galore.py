@@ -13,7 +13,7 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 
-from .natural import warn_once, woodbury_apply
+from .natural import warn_once
 from .projector import METHODS, SIDES, compute_projectors, project, project_back, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -55,6 +55,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         for group in self.param_groups:
             _check_group(group)
         self.nonfinite_skips = 0
+        self._cholesky_failures = torch.zeros((), dtype=torch.int64)
         if dist.is_available() and dist.is_initialized():
             for p in (p for g in self.param_groups for p in g["params"]):
                 if type(p).__name__ in ("DTensor", "FlatParameter") or hasattr(p, "_local_shard"):
@@ -69,39 +70,49 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self.step_param(p, group, p.grad)
+            params = [p for p in group["params"] if p.grad is not None]
+            if any(p.grad.is_sparse for p in params):
+                raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
+            if params:
+                self._update_many(group, params, [self._gradient(p, group, p.grad) for p in params])
         return loss
 
     @torch.no_grad()
-    def step_param(self, p: torch.Tensor, group: dict, grad: torch.Tensor, projected: torch.Tensor | None = None) -> None:
-        """One update of ``p`` from ``grad`` (or from an already projected gradient ``projected``)."""
-        if grad is not None and grad.is_sparse:
-            raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
-        state = self.state[p]
-        step = state.get("step", 0) + 1
-        if projected is not None:
-            R = projected
-        else:
-            R = self.project_grad(p, group, grad, step) if "rank" in group else grad.float()
-        if not torch.isfinite(R).all():  # a non-finite entry of the gradient reaches its projection too
-            self.nonfinite_skips += 1
+    def step_param(self, p: torch.Tensor, group: dict, grad: torch.Tensor | None,
+                   projected: torch.Tensor | None = None) -> None:
+        """Update one parameter (layer-wise mode) from ``grad`` or an already projected gradient."""
+        self._update_many(group, [p], [projected if projected is not None else self._gradient(p, group, grad)])
+
+    def _gradient(self, p, group, grad):
+        return self.project_grad(p, group, grad) if "rank" in group else grad
+
+    def _update_many(self, group: dict, params: list, Rs: list) -> None:
+        # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
+        # non-finite, and that parameter's update is skipped.
+        finite = torch.stack([n.float() for n in torch._foreach_norm(Rs)]).isfinite().tolist()
+        good = [(p, R) for p, R, ok in zip(params, Rs, finite) if ok]
+        if len(good) < len(params):
+            self.nonfinite_skips += len(params) - len(good)
             warn_once("nonfinite", "non-finite gradient: skipping the update of that parameter (counted in "
                                    "optimizer.nonfinite_skips)")
-            return
         if "rank" in group and group["history"] > 0:
-            R = self._natural(R, state, group)
+            good = list(zip([p for p, _ in good], self._natural_many(group, good)))
+        for p, R in good:
+            self._adam(p, group, R)
+
+    def _adam(self, p: torch.Tensor, group: dict, R: torch.Tensor) -> None:
+        state = self.state[p]
+        step = state.get("step", 0) + 1
+        R = R.float()
         if "exp_avg" not in state:
-            state["exp_avg"] = torch.zeros_like(R, dtype=torch.float32)
-            state["exp_avg_sq"] = torch.zeros_like(R, dtype=torch.float32)
+            state["exp_avg"] = torch.zeros_like(R)
+            state["exp_avg_sq"] = torch.zeros_like(R)
         beta1, beta2 = group["betas"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         exp_avg.lerp_(R, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(R, R, value=1 - beta2)
         bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-        denom = (exp_avg_sq.sqrt() / bc2**0.5).add_(group["eps"])
-        update = exp_avg / denom
+        update = exp_avg / exp_avg_sq.sqrt().div_(bc2**0.5).add_(group["eps"])
         lr = group["lr"]
         if "rank" in group:
             update = project_back(update, state.get("P"), state.get("Q")).mul_(group["scale"])
@@ -127,6 +138,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def _refresh(self, p, group, grad, state) -> None:
         if not torch.isfinite(grad).all():
             return  # the update is skipped; the next finite gradient refreshes instead
+        if self.cholesky_fallbacks:
+            warn_once("cholesky", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and used the "
+                                  "plain projected gradient; consider a larger damping")
         previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
         P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
@@ -139,27 +153,50 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if group["reset_history_on_refresh"] and "hist" in state:
             state["hist_count"], state["hist_pos"] = 0, 0
 
-    def _natural(self, R: torch.Tensor, state: dict, group: dict) -> torch.Tensor:
-        s = group["history"]
-        g = R.reshape(-1)
-        if "hist" not in state:
-            state["hist"] = torch.zeros(s, g.numel(), dtype=DTYPES[group["history_dtype"]], device=g.device)
-            state["gram"] = torch.zeros(s, s, dtype=torch.float32, device=g.device)
-            state["hist_count"], state["hist_pos"] = 0, 0
-        hist, gram, pos = state["hist"], state["gram"], state["hist_pos"]
-        hist[pos].copy_(g)
-        count = min(state["hist_count"] + 1, s)
-        rows = hist[:count]
-        new = (rows @ hist[pos]).float()  # the one new row of the Gram matrix
-        gram[pos, :count] = new
-        gram[:count, pos] = new
-        G = gram[:count, :count]
-        damping = group["damping"]
-        if group["damping_mode"] == "relative":
-            damping = damping * float(G.diagonal().mean().clamp_min(1e-30))
-        state["hist_count"], state["hist_pos"] = count, (pos + 1) % s
-        out = woodbury_apply(rows, G, pos, damping)
-        return (g.float() if out is None else out).reshape(R.shape)
+    def _natural_many(self, group: dict, pairs: list) -> list[torch.Tensor]:
+        """Natural-gradient transform of each projected gradient; the s x s Cholesky systems of all
+        weights are solved in one batched call, and a failed one falls back to the plain gradient
+        without a host sync (counted in ``cholesky_fallbacks``)."""
+        s, outs, todo = group["history"], [R for _, R in pairs], defaultdict(list)
+        for i, (p, R) in enumerate(pairs):
+            state = self.state[p]
+            if "P" not in state and "Q" not in state:
+                continue  # nothing is projected: a history would be full-size, so this weight gets AdamW
+            g = R.reshape(-1)
+            if "hist" not in state:
+                state["hist"] = torch.zeros(s, g.numel(), dtype=DTYPES[group["history_dtype"]], device=g.device)
+                state["gram"] = torch.zeros(s, s, dtype=torch.float32, device=g.device)
+                state["hist_count"], state["hist_pos"] = 0, 0
+            hist, gram, pos = state["hist"], state["gram"], state["hist_pos"]
+            hist[pos].copy_(g)
+            count = min(state["hist_count"] + 1, s)
+            new = (hist[:count] @ hist[pos]).float()  # the one new row of the Gram matrix
+            gram[pos, :count] = new
+            gram[:count, pos] = new
+            state["hist_count"], state["hist_pos"] = count, (pos + 1) % s
+            todo[count].append((i, state, pos))
+        for count, items in todo.items():
+            G = torch.stack([st["gram"][:count, :count] for _, st, _ in items])
+            damping = torch.full((len(items),), group["damping"], device=G.device)
+            if group["damping_mode"] == "relative":
+                damping = damping * G.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
+            S = G + damping[:, None, None] * torch.eye(count, device=G.device)
+            L, info = torch.linalg.cholesky_ex(S)
+            E = torch.zeros(len(items), count, 1, device=G.device)
+            E[torch.arange(len(items)), torch.tensor([pos for _, _, pos in items]), 0] = 1.0
+            Y = torch.cholesky_solve(E, L).squeeze(-1)
+            failed = info > 0
+            self._cholesky_failures = self._cholesky_failures + failed.sum()
+            for b, (i, st, _) in enumerate(items):
+                rows = st["hist"][:count]
+                out = (Y[b].to(rows.dtype) @ rows).float().reshape(outs[i].shape)
+                outs[i] = torch.where(failed[b], outs[i].float(), out)
+        return outs
+
+    @property
+    def cholesky_fallbacks(self) -> int:
+        """How many natural-gradient solves failed and used the plain projected gradient."""
+        return int(self._cholesky_failures)
 
     # ------------------------------------------------------------------------------------------
     def load_state_dict(self, state_dict: dict) -> None:
