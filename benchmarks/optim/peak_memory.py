@@ -6,6 +6,7 @@ weights, bf16, one sequence of 2,048 tokens) per optimizer, layer-wise and not, 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import time
 
@@ -34,8 +35,11 @@ def setup(kind: str, model, rank: int):
 
 
 def measure(kind: str, seq: int, rank: int, steps: int = 4) -> dict:
+    gc.collect()  # layer-wise hooks tie params and optimizer in a cycle: free the previous run first
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
+    if torch.cuda.memory_allocated() > 2**20:
+        raise RuntimeError(f"{torch.cuda.memory_allocated() / 2**30:.2f} GiB still allocated before {kind}")
     torch.manual_seed(0)
     model = LlamaForCausalLM(LlamaConfig(**TINYLLAMA)).to("cuda", torch.bfloat16)
     model.config.use_cache = False
@@ -62,7 +66,9 @@ def measure(kind: str, seq: int, rank: int, steps: int = 4) -> dict:
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)
     peak = max(phases.values())
-    del model, opt
+    if isinstance(opt, LayerwiseOptimizer):
+        opt.remove()
+    del model, opt, loss
     step = sum(times[1:]) / len(times[1:])  # the first step refreshes and allocates
     return {"peak_gib": peak, "peak_by_phase_gib": phases, "step_s": step, "tokens_per_s": seq / step}
 
