@@ -27,7 +27,15 @@ OPTIMIZERS = {
     "adamw": dict(lr=1e-3),
     "galore": dict(lr=1e-2, side="std", history=0),
     "natural-galore": dict(lr=1e-2),
+    # candidates for the defaults (--optimizers ... --seeds 0)
+    "galore two-sided": dict(lr=1e-2, side="two_sided", history=0),
+    "natural-galore damping 0.1": dict(lr=1e-2, damping=0.1),
+    "natural-galore damping 1": dict(lr=1e-2, damping=1.0),
+    "natural-galore damping 10": dict(lr=1e-2, damping=10.0),
+    "natural-galore one-sided s=4 damping 1": dict(lr=1e-2, side="std", damping=1.0),
+    "natural-galore one-sided s=4 damping 1e-3": dict(lr=1e-2, side="std"),
 }
+DEFAULT_SET = ["adamw", "galore", "natural-galore"]
 
 
 def wiki_text(path: str | None) -> str:
@@ -100,6 +108,7 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--rank", type=int, default=64)
+    ap.add_argument("--optimizers", nargs="+", default=DEFAULT_SET, choices=list(OPTIMIZERS))
     ap.add_argument("--wiki", default=None, help="plain-text file instead of gensim's sample")
     ap.add_argument("--tokenizer", default="smollm2-135m")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -112,19 +121,19 @@ def main():
     for corpus, text in corpora.items():
         ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
         cut = int(ids.numel() * 0.95)
-        for name in OPTIMIZERS:
+        for name in args.optimizers:
             for seed in args.seeds:
                 r = run(name, ids[:cut], ids[cut:], len(tok), args.steps, seed, args.device, args.rank)
                 results.setdefault(corpus, {}).setdefault(name, []).append(r)
-                print(f"{corpus:<10} {name:<15} seed {seed}: val loss {r['final_val_loss']:.4f} ({r['seconds']:.0f} s)", flush=True)
+                print(f"{corpus:<10} {name:<42} seed {seed}: val loss {r['final_val_loss']:.4f} ({r['seconds']:.0f} s)", flush=True)
     print(f"\nvalidation loss after {args.steps} steps, mean ± std over seeds {args.seeds}, rank {args.rank}")
-    print(f"{'corpus':<10} {'optimizer':<15} {'val loss':>16} {'x GaLore':>9} {'state MB':>9}")
+    print(f"{'corpus':<10} {'optimizer':<42} {'val loss':>16} {'x GaLore':>9} {'state MB':>9}")
     for corpus, by_opt in results.items():
-        ref = statistics.mean(r["final_val_loss"] for r in by_opt["galore"])
+        ref = statistics.mean(r["final_val_loss"] for r in by_opt.get("galore", next(iter(by_opt.values()))))
         for name, rs in by_opt.items():
             losses = [r["final_val_loss"] for r in rs]
             sd = statistics.stdev(losses) if len(losses) > 1 else 0.0
-            print(f"{corpus:<10} {name:<15} {statistics.mean(losses):>8.4f} ± {sd:<6.4f} "
+            print(f"{corpus:<10} {name:<42} {statistics.mean(losses):>8.4f} ± {sd:<6.4f} "
                   f"{statistics.mean(losses) / ref:>9.4f} {rs[0]['state_mb']:>9.1f}")
     out = Path(args.out_dir)
     (out / "convergence.json").write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "rank": args.rank,
