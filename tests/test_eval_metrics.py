@@ -100,4 +100,5 @@ def test_score_cli(tmp_path):
     assert (tmp_path / "r.png").stat().st_size > 1000
     pred.write_text(json.dumps({"id": "a", "plan": GOLD}) + "\n{broken\n")
     res = subprocess.run(cmd, capture_output=True, text=True)
-    assert res.returncode == 2 and "line 2: not JSON" in res.stdout and "Traceback" not in res.stderr
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "pred.jsonl: line 2: not JSON" in res.stderr

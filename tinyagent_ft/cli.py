@@ -186,5 +186,5 @@ def main() -> None:
     try:
         app()
     except (DataError, UserError) as exc:
-        console.print(f"[red]error:[/] {exc}", highlight=False)
+        print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
         sys.exit(2)
