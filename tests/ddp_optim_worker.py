@@ -23,9 +23,10 @@ for _ in range(13):
     opt.step()
     opt.zero_grad()
 torch.save({k: v.detach() for k, v in model.state_dict().items()}, f"{sys.argv[1]}/rank{rank}.pt")
-if rank == 0:
-    try:
-        LayerwiseOptimizer(opt)
-    except NotImplementedError as exc:
+try:
+    LayerwiseOptimizer(opt)
+except NotImplementedError as exc:
+    if rank == 0:
         open(f"{sys.argv[1]}/layerwise_error.txt", "w").write(str(exc))
+dist.barrier()  # no rank tears gloo down while the other still works
 dist.destroy_process_group()
