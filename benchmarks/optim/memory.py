@@ -28,7 +28,6 @@ def measure(variant: str, layers: int, rank: int, device: str, dtype) -> dict | 
         for p in proj + rest:
             p.grad = torch.randn(p.shape, generator=gen, device=device, dtype=dtype)
         opt.step()
-    rest_ids = {id(p) for p in rest}
     rest_bytes = state_bytes(type("S", (), {"state": {p: opt.state[p] for p in rest}})())
     layer_bytes = state_bytes(opt) - rest_bytes
     del proj, rest, opt
