@@ -43,9 +43,12 @@ def woodbury_apply(H_rows: torch.Tensor, gram: torch.Tensor, col: int, damping: 
     e = torch.zeros(gram.shape[0], dtype=torch.float32, device=gram.device)
     e[col] = 1.0
     y = solve_spd(S, e)
-    if y is None:
-        return None
-    return y @ H_rows.float() if H_rows.dtype == torch.float32 else (y.to(H_rows.dtype) @ H_rows).float()
+    return None if y is None else combine_rows(y, H_rows)
+
+
+def combine_rows(y: torch.Tensor, H_rows: torch.Tensor) -> torch.Tensor:
+    """H y from H's rows (s x k, stored in any dtype): the natural gradient, in fp32."""
+    return (y.to(H_rows.dtype) @ H_rows).float()
 
 
 def natural_gradient_transform(g: torch.Tensor, history: torch.Tensor, damping: float) -> torch.Tensor:

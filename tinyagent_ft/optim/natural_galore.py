@@ -13,7 +13,7 @@ from collections import defaultdict
 import torch
 import torch.distributed as dist
 
-from .natural import warn_once
+from .natural import combine_rows, warn_once
 from .projector import METHODS, SIDES, compute_projectors, project, project_back, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -190,8 +190,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             failed = info > 0
             self._cholesky_failures = self._cholesky_failures + failed.sum()
             for b, (i, st, _) in enumerate(items):
-                rows = st["hist"][:count]
-                out = (Y[b].to(rows.dtype) @ rows).float().reshape(outs[i].shape)
+                out = combine_rows(Y[b], st["hist"][:count]).reshape(outs[i].shape)
                 outs[i] = torch.where(failed[b], outs[i].float(), out)
         return outs
 
