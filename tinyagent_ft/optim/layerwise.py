@@ -57,8 +57,8 @@ class LayerwiseOptimizer:
             low_rank = "rank" in group and ("P" in opt.state[p] or "Q" in opt.state[p]) \
                 and not opt.refresh_due(p, group, step)
             with torch.no_grad():
-                if low_rank:
-                    R = opt.project_grad(p, group, p.grad, step)
+                if "rank" in group and (low_rank or last):
+                    R = opt.project_grad(p, group, p.grad, step)  # refreshes first when one is due
                     p.grad = None
                     if p in self._acc:
                         R = self._acc.pop(p).add_(R)
@@ -67,13 +67,7 @@ class LayerwiseOptimizer:
                         return
                     opt.step_param(p, group, None, projected=self._clip(R))
                 elif last:
-                    if "rank" in group:  # refresh step: refresh from the full gradient, then project
-                        R = opt.project_grad(p, group, p.grad, step)
-                        if p in self._acc:
-                            R.add_(self._acc.pop(p))
-                        opt.step_param(p, group, None, projected=self._clip(R))
-                    else:
-                        opt.step_param(p, group, self._clip(p.grad))
+                    opt.step_param(p, group, self._clip(p.grad))
                     p.grad = None
 
         return hook
