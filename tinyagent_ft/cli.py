@@ -6,37 +6,18 @@ import sys
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from .console import UserError, console, progress_bar
 from .data import DataError, load_dataset
+from .retriever_cli import retriever_app
 
 app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Synthesize, inspect and validate TinyAgent-format data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
-console = Console()
+app.add_typer(retriever_app, name="retriever")
 
-
-class UserError(ValueError):
-    """Bad input from the user: printed as one line, exit code 2."""
-
-
-def progress_bar():
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
-
-    class Rate(TextColumn):
-        def __init__(self):
-            super().__init__("")
-
-        def render(self, task):
-            from rich.text import Text
-            return Text(f"{task.speed or 0:,.0f}/s")
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-                    disable=not console.is_terminal and not sys.stderr.isatty())
 
 
 @data_app.command("synth")

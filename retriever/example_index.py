@@ -1,0 +1,149 @@
+"""In-context example retrieval: embed solved queries once, then find the most similar ones whose tools
+fit the tools chosen for a new query (TinyAgent's filter: example tools must be a subset)."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.data import Example
+
+from .tool_classifier import minilm_path
+
+BIT = {name: 1 << i for i, name in enumerate(TOOL_NAMES)}
+META_FILE, RECORDS_FILE, EMBEDDINGS_FILE = "index.json", "records.jsonl", "embeddings.safetensors"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A retrieved example; has ``query`` and ``plan`` as the prompt builder expects."""
+    id: str
+    query: str
+    plan: str
+    tools: frozenset[str]
+    score: float
+
+
+def tool_mask(tools: Iterable[str]) -> int:
+    return sum(BIT[t] for t in set(tools))
+
+
+def _norm(query: str) -> str:
+    return " ".join(query.lower().split())
+
+
+def load_encoder(name_or_path: str | None = None, device: str | None = None):
+    from sentence_transformers import SentenceTransformer
+    return SentenceTransformer(name_or_path or minilm_path(), device=device or "cpu")
+
+
+class ExampleIndex:
+    def __init__(self, records: list[dict], embeddings: torch.Tensor, encoder_name: str, encoder=None):
+        if len(records) != len(embeddings):
+            raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
+        self.records, self.encoder_name, self._encoder = records, encoder_name, encoder
+        self.embeddings = embeddings.float()
+        self.masks = torch.tensor([tool_mask(r["tools"]) for r in records], dtype=torch.int64)
+        self.position = {r["id"]: i for i, r in enumerate(records)}
+        self._norms = [_norm(r["query"]) for r in records]
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    @property
+    def encoder(self):
+        if self._encoder is None:
+            self._encoder = load_encoder(self.encoder_name)
+        return self._encoder
+
+    def encode(self, queries: Sequence[str], batch_size: int = 128, progress: Callable[[int], None] | None = None
+               ) -> torch.Tensor:
+        """Unit-norm embeddings, (len(queries), dim). Each distinct text is embedded once."""
+        unique = list(dict.fromkeys(queries))
+        out, chunk = [], 8 * batch_size  # the encoder sorts each chunk by length, so padding stays low
+        for i in range(0, len(unique), chunk):
+            part = unique[i:i + chunk]
+            out.append(self.encoder.encode(part, convert_to_tensor=True, normalize_embeddings=True,
+                                           batch_size=batch_size).float().cpu())
+            if progress:
+                progress(len(part))
+        if not out:
+            return torch.empty(0, self.embeddings.shape[1] if len(self) else 384)
+        row = {q: i for i, q in enumerate(unique)}
+        return torch.cat(out)[[row[q] for q in queries]]
+
+    @classmethod
+    def build(cls, examples: Sequence[Example], encoder: str | None = None, batch_size: int = 128,
+              progress: Callable[[int], None] | None = None) -> ExampleIndex:
+        records = [{"id": e.id, "query": e.query, "plan": e.plan, "tools": sorted(e.tools)} for e in examples]
+        if len({r["id"] for r in records}) != len(records):
+            raise ValueError("example ids must be unique to index them")
+        index = cls(records, torch.empty(len(records), 0), encoder or minilm_path())
+        index.embeddings = index.encode([r["query"] for r in records], batch_size, progress)
+        return index
+
+    def save(self, path: str | Path) -> None:
+        from safetensors.torch import save_file
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": self.embeddings.half().contiguous()}, str(path / EMBEDDINGS_FILE))
+        with (path / RECORDS_FILE).open("w", encoding="utf-8") as f:
+            for r in self.records:
+                f.write(json.dumps(r) + "\n")
+        (path / META_FILE).write_text(json.dumps({"encoder": self.encoder_name, "count": len(self),
+                                                  "dim": int(self.embeddings.shape[1])}, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, encoder=None) -> ExampleIndex:
+        from safetensors.torch import load_file
+        path = Path(path)
+        if not (path / META_FILE).is_file():
+            raise FileNotFoundError(f"{path} is not an example index (no {META_FILE})")
+        meta = json.loads((path / META_FILE).read_text())
+        with (path / RECORDS_FILE).open(encoding="utf-8") as f:
+            records = [json.loads(line) for line in f]
+        embeddings = load_file(str(path / EMBEDDINGS_FILE))["embeddings"]
+        return cls(records, embeddings, meta["encoder"], encoder)
+
+    def search(self, query: str, tools: Iterable[str], k: int = 6, exclude_id: str | None = None,
+               embedding: torch.Tensor | None = None) -> list[Hit]:
+        """Top-k examples by cosine similarity among those whose tools are a subset of ``tools``.
+
+        The query's own example never comes back: neither the record with ``exclude_id`` nor any record
+        with the same query text (so a training prompt cannot contain its own answer)."""
+        if embedding is None:
+            embedding = self.encode([query])[0]
+        return self._rank(embedding, tool_mask(tools), k, {exclude_id} - {None}, _norm(query))
+
+    def search_batch(self, queries: Sequence[str], tool_sets: Sequence[Iterable[str]], k: int = 6,
+                     exclude_ids: Sequence[str | None] | None = None, batch_size: int = 128) -> list[list[Hit]]:
+        """``search`` for many queries; indexed queries reuse their stored embeddings."""
+        exclude_ids = exclude_ids or [None] * len(queries)
+        missing = [i for i, x in enumerate(exclude_ids) if x not in self.position]
+        fresh = dict(zip(missing, self.encode([queries[i] for i in missing], batch_size))) if missing else {}
+        return [self._rank(fresh[i] if i in fresh else self.embeddings[self.position[x]],
+                           tool_mask(tools), k, {x} - {None}, _norm(q))
+                for i, (q, tools, x) in enumerate(zip(queries, tool_sets, exclude_ids))]
+
+    def _rank(self, embedding: torch.Tensor, allowed: int, k: int, exclude_ids: set, norm_query: str) -> list[Hit]:
+        if k <= 0:
+            return []
+        scores = self.embeddings @ embedding.float()
+        scores[(self.masks & ~allowed) != 0] = float("-inf")
+        eligible = int(torch.isfinite(scores).sum())
+        window = min(eligible, k + 8)
+        while True:  # widen only when duplicates of the query filled the window (rare)
+            hits = []
+            for i in torch.topk(scores, window).indices.tolist():
+                r = self.records[i]
+                if r["id"] not in exclude_ids and self._norms[i] != norm_query:
+                    hits.append(Hit(r["id"], r["query"], r["plan"], frozenset(r["tools"]), float(scores[i])))
+                    if len(hits) == k:
+                        return hits
+            if window == eligible:
+                return hits
+            window = eligible

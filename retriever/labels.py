@@ -1,0 +1,68 @@
+"""Labelled queries for the tool classifier: (query, gold tools) pairs from any dataset the loader reads,
+or from JSONL lines ``{"query": ..., "tools": [names]}``."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from tinyagent_ft.catalog import BY_NAME
+from tinyagent_ft.data import DataError, load_dataset
+
+
+@dataclass(frozen=True)
+class Labelled:
+    query: str
+    tools: frozenset[str]
+
+
+def _is_tools_jsonl(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    return False
+                return isinstance(rec, dict) and "tools" in rec and "plan" not in rec
+    return False
+
+
+def _read_tools_jsonl(path: Path) -> list[Labelled]:
+    out = []
+    with path.open(encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{n}"
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{where}: expected an object with 'query' and 'tools'")
+            query, tools = rec.get("query"), rec.get("tools")
+            if not isinstance(query, str) or not query.strip():
+                raise DataError(f"{where}: field 'query' must be a non-empty string")
+            if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+                raise DataError(f"{where}: field 'tools' must be a list of tool names")
+            unknown = [t for t in tools if t not in BY_NAME]
+            if unknown:
+                raise DataError(f"{where}: field 'tools' names unknown tool(s) {', '.join(map(repr, unknown))}")
+            out.append(Labelled(query.strip(), frozenset(tools)))
+    if not out:
+        raise DataError(f"{path}: no records")
+    return out
+
+
+def load_labelled(source: str | Path, split: str | None = None) -> list[Labelled]:
+    """Pairs from a ``query``/``tools`` JSONL file, else from any format ``load_dataset`` reads."""
+    path = Path(source)
+    if _is_tools_jsonl(path):
+        return _read_tools_jsonl(path)
+    data = load_dataset(source, split)
+    if not data.examples:
+        raise DataError(f"{data.path}: no usable examples")
+    return [Labelled(e.query, e.tools) for e in data.examples]

@@ -1,0 +1,118 @@
+"""``tinyagent-ft retriever ...``: train and evaluate the tool classifier, build and query the example index."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from .console import UserError, console, progress_bar
+
+retriever_app = typer.Typer(help="Tool classifier (ToolRAG) and in-context example index.", no_args_is_help=True)
+
+
+def print_selection(report: dict, title: str) -> None:
+    t = Table(title=title)
+    t.add_column("metric"), t.add_column("value", justify="right")
+    for k in ("examples", "recall", "mean_tools", "micro_f1", "macro_f1"):
+        t.add_row(k, f"{report[k]:.4f}" if isinstance(report[k], float) else str(report[k]))
+    for k, v in report.get("latency_ms", {}).items():
+        t.add_row(f"latency {k.replace('_', ' ')} (ms)", f"{v:.2f}")
+    console.print(t)
+    low = {k: v for k, v in report["per_tool"].items() if v["recall"] < 1}
+    if low:
+        console.print("tools with recall < 1: " + ", ".join(f"{k} {v['recall']:.3f}" for k, v in low.items()))
+
+
+@retriever_app.command("train")
+def train(data: str = typer.Option(..., help="dataset directory, file or hub id"),
+          out: Path = typer.Option(..., help="output folder for the classifier"),
+          split: str = typer.Option("train"),
+          backbone: str = typer.Option("minilm", help="minilm (offline), deberta-v3-small, tiny-deberta, hub id or path"),
+          epochs: float = typer.Option(1.0), batch_size: int = typer.Option(32), lr: float = typer.Option(5e-4),
+          pos_weight: float = typer.Option(60.0, help="BCE positive-class weight"),
+          threshold: float = typer.Option(0.5), keep_top1: bool = typer.Option(True),
+          max_examples: int | None = typer.Option(None, help="train on the first N examples"),
+          eval_split: str = typer.Option("validation", help="split to report on after training; 'none' skips")):
+    """Fine-tune the multi-label tool classifier; saves model, tokenizer, label map and threshold."""
+    from retriever import ClassifierConfig, load_labelled, train_classifier
+    from retriever.tool_classifier import evaluate_classifier
+    try:
+        cfg = ClassifierConfig(backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight,
+                               threshold=threshold, keep_top1=keep_top1, max_examples=max_examples)
+    except ValidationError as exc:
+        raise UserError("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+    pairs = load_labelled(data, split)
+    clf = train_classifier(pairs, cfg, out)
+    console.print(f"saved classifier to {out}")
+    if eval_split != "none":
+        report = evaluate_classifier(clf, load_labelled(data, eval_split))
+        (out / "eval.json").write_text(json.dumps(report, indent=2))
+        print_selection(report, f"{eval_split} split")
+
+
+@retriever_app.command("eval")
+def evaluate(model: Path = typer.Option(..., help="classifier folder"),
+             data: str = typer.Option(..., help="dataset in any loader format, or JSONL with 'query' and 'tools'"),
+             split: str = typer.Option("test", help="split to read when DATA is a directory"),
+             threshold: float | None = typer.Option(None, help="override the saved threshold"),
+             out: Path | None = typer.Option(None, help="write the JSON report here")):
+    """Recall, mean tools, micro/macro F1, per-tool recall and latency of a saved classifier."""
+    from retriever import ToolClassifier, load_labelled
+    from retriever.tool_classifier import evaluate_classifier
+    pairs = load_labelled(data, split)
+    try:
+        clf = ToolClassifier.from_pretrained(model)
+    except (FileNotFoundError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    if threshold is not None:
+        clf.threshold = threshold
+    report = evaluate_classifier(clf, pairs)
+    if out:
+        out.write_text(json.dumps(report, indent=2))
+    print_selection(report, str(data))
+
+
+@retriever_app.command("index")
+def index(data: str = typer.Option(..., help="dataset directory, file or hub id"),
+          out: Path = typer.Option(..., help="output folder"), split: str = typer.Option("train"),
+          encoder: str | None = typer.Option(None, help="sentence-transformers model; default the packaged MiniLM")):
+    """Embed the solved examples once and save the index (embeddings + records)."""
+    from retriever import ExampleIndex
+    from tinyagent_ft.data import load_dataset
+    examples = load_dataset(data, split).examples
+    start = time.perf_counter()
+    with progress_bar() as bar:
+        task = bar.add_task("embed", total=len({e.query for e in examples}))
+        idx = ExampleIndex.build(examples, encoder, progress=lambda n: bar.advance(task, n))
+    idx.save(out)
+    console.print(f"indexed {len(idx):,} examples in {time.perf_counter() - start:.1f} s -> {out}")
+
+
+@retriever_app.command("search")
+def search(index_dir: Path = typer.Option(..., "--index", help="example index folder"),
+           query: str = typer.Option(...), tools: str | None = typer.Option(None, help="comma-separated tool names"),
+           model: Path | None = typer.Option(None, help="classifier folder, used when --tools is not given"),
+           k: int = typer.Option(6, min=0)):
+    """Show the examples a prompt would get for QUERY."""
+    from retriever import ExampleIndex, ToolClassifier
+    from tinyagent_ft.catalog import BY_NAME, TOOL_NAMES
+    if not query.strip():
+        raise UserError("--query must not be empty")
+    if tools is not None:
+        chosen = {t.strip() for t in tools.split(",") if t.strip()}
+        if unknown := sorted(chosen - set(BY_NAME)):
+            raise UserError(f"--tools: unknown tool(s) {', '.join(unknown)}")
+    elif model is not None:
+        chosen = ToolClassifier.from_pretrained(model).predict([query])[0]
+    else:
+        chosen = set(TOOL_NAMES)
+    idx = ExampleIndex.load(index_dir)
+    console.print(f"tools: {', '.join(sorted(chosen))}")
+    for hit in idx.search(query, chosen, k):
+        console.rule(f"{hit.id}  score {hit.score:.3f}")
+        console.print(hit.query, markup=False)
+        console.print(hit.plan, markup=False, highlight=False)
