@@ -113,11 +113,11 @@ class ExampleIndex:
                embedding: torch.Tensor | None = None) -> list[Hit]:
         """Top-k examples by cosine similarity among those whose tools are a subset of ``tools``.
 
-        The query's own example never comes back: neither the record with ``exclude_id`` nor any record
-        with the same query text (so a training prompt cannot contain its own answer)."""
+        With ``exclude_id`` (a training query looking up its neighbours), neither that record nor any record
+        with the same query text comes back, so a training prompt never contains its own answer."""
         if embedding is None:
             embedding = self.encode([query])[0]
-        return self._rank(embedding, tool_mask(tools), k, {exclude_id} - {None}, _norm(query))
+        return self._rank(embedding, tool_mask(tools), k, exclude_id, query)
 
     def search_batch(self, queries: Sequence[str], tool_sets: Sequence[Iterable[str]], k: int = 6,
                      exclude_ids: Sequence[str | None] | None = None, batch_size: int = 128) -> list[list[Hit]]:
@@ -126,10 +126,11 @@ class ExampleIndex:
         missing = [i for i, x in enumerate(exclude_ids) if x not in self.position]
         fresh = dict(zip(missing, self.encode([queries[i] for i in missing], batch_size))) if missing else {}
         return [self._rank(fresh[i] if i in fresh else self.embeddings[self.position[x]],
-                           tool_mask(tools), k, {x} - {None}, _norm(q))
+                           tool_mask(tools), k, x, q)
                 for i, (q, tools, x) in enumerate(zip(queries, tool_sets, exclude_ids))]
 
-    def _rank(self, embedding: torch.Tensor, allowed: int, k: int, exclude_ids: set, norm_query: str) -> list[Hit]:
+    def _rank(self, embedding: torch.Tensor, allowed: int, k: int, exclude_id: str | None, query: str) -> list[Hit]:
+        skip_text = _norm(query) if exclude_id is not None else None
         if k <= 0:
             return []
         scores = self.embeddings @ embedding.float()
@@ -140,7 +141,7 @@ class ExampleIndex:
             hits = []
             for i in torch.topk(scores, window).indices.tolist():
                 r = self.records[i]
-                if r["id"] not in exclude_ids and self._norms[i] != norm_query:
+                if exclude_id is None or (r["id"] != exclude_id and self._norms[i] != skip_text):
                     hits.append(Hit(r["id"], r["query"], r["plan"], frozenset(r["tools"]), float(scores[i])))
                     if len(hits) == k:
                         return hits

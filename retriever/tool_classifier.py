@@ -156,7 +156,7 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                              warmup_steps=max(1, steps_per_epoch // 10), lr_scheduler_type="linear",
                              logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=[],
-                             seed=cfg.seed, dataloader_num_workers=0, disable_tqdm=False)
+                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tok),
                       compute_loss_func=bce, callbacks=[Relay()])
     start = time.perf_counter()

@@ -8,15 +8,19 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from .config import ConfigError
 from .console import UserError, console, progress_bar
 from .data import DataError, load_dataset
 from .retriever_cli import retriever_app
+from .train_cli import evaluate, train
 
 app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Synthesize, inspect and validate TinyAgent-format data.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(retriever_app, name="retriever")
+app.command("train")(train)
+app.command("eval")(evaluate)
 
 
 
@@ -166,6 +170,6 @@ def env():
 def main() -> None:
     try:
         app()
-    except (DataError, UserError) as exc:
+    except (DataError, UserError, ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
         sys.exit(2)

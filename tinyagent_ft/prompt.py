@@ -6,6 +6,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from .catalog import BY_NAME, JOIN_DESCRIPTION, TOOL_NAMES, rules_for
 
 HEADER = ("Given a user query, create a plan to solve it with the utmost parallelizability. "
@@ -48,8 +50,12 @@ def format_today(today: datetime) -> str:
     return today.strftime("%A %Y-%m-%d %H:%M")
 
 
-def build_system_prompt(tools: Sequence[str], examples: Iterable[Demo], today: datetime) -> str:
-    """The planner system prompt for the given tools (in this order), examples and date."""
+def build_system_prompt(tools: Sequence[str], examples: Iterable[Demo], today: datetime,
+                        guidelines: bool = True) -> str:
+    """The planner system prompt for the given tools (in this order), examples and date.
+
+    ``guidelines=False`` drops the generic guideline block (~270 tokens): a shorter prompt for
+    CPU-budget fine-tunes, where the model learns the rules from the data instead."""
     for name in tools:
         if name not in BY_NAME:
             raise ValueError(f"unknown tool {name!r} in prompt tools")
@@ -57,7 +63,8 @@ def build_system_prompt(tools: Sequence[str], examples: Iterable[Demo], today: d
     parts = [HEADER.format(n=n + 1)]
     parts += [f"{i}. {BY_NAME[name].description}\n\n" for i, name in enumerate(tools, 1)]
     parts.append(f"{n + 1}. {JOIN_DESCRIPTION}\n\n")
-    parts.append(GUIDELINES + "\n\n")
+    if guidelines:
+        parts.append(GUIDELINES + "\n\n")
     custom = CUSTOM.format(today=format_today(today))
     rules = rules_for(set(tools))
     custom += "".join(f"\n {i}. {rule}" for i, rule in enumerate(rules, 8))
@@ -93,3 +100,35 @@ def render(system: str, query: str, tokenizer=None) -> str:
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return ALPACA.format(system=system, user=user)
+
+
+class PromptSettings(BaseModel):
+    """How a planner's prompts are built; saved with a fine-tuned model so inference matches training."""
+    model_config = ConfigDict(extra="forbid")
+    num_examples: int = Field(3, ge=0, le=12)
+    guidelines: bool = True
+
+
+class PromptBuilder:
+    """Builds planner prompts the same way for training, evaluation and serving.
+
+    Tools: given per query, else the classifier's choice, else all 16. Examples: the index's most
+    similar solved queries whose tools fit (none without an index)."""
+
+    def __init__(self, settings: PromptSettings, classifier=None, index=None):
+        self.settings, self.classifier, self.index = settings, classifier, index
+
+    def select_tools(self, queries: Sequence[str]) -> list[set[str]]:
+        if self.classifier is not None:
+            return self.classifier.predict(list(queries))
+        return [set(TOOL_NAMES) for _ in queries]
+
+    def systems(self, queries: Sequence[str], tools: Sequence[Iterable[str]], dates: Sequence[datetime],
+                exclude_ids: Sequence[str | None] | None = None) -> list[str]:
+        """System prompts; ``exclude_ids`` keeps a training example out of its own prompt. Tools are
+        listed in the order given (training passes them shuffled)."""
+        tools = [list(t) for t in tools]
+        k = self.settings.num_examples
+        demos = (self.index.search_batch(list(queries), tools, k, exclude_ids) if self.index is not None and k
+                 else [[] for _ in queries])
+        return [build_system_prompt(t, d, day, self.settings.guidelines) for t, d, day in zip(tools, demos, dates)]

@@ -1,0 +1,135 @@
+"""Typed fine-tuning config: YAML file + ``key=value`` overrides, validated before any model loads."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+
+class ModelConfig(Section):
+    name: str = Field("smollm2-135m", description="preset (tinyllama-1.1b, smollm2-135m, tiny-random), hub id or path")
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 where the device supports it
+    gradient_checkpointing: bool = False
+
+
+class DataConfig(Section):
+    path: str = Field("data/synth", description="TinyAgent file, project JSONL, split directory or hub id")
+    train_split: str = "train"
+    val_split: str = "validation"
+    max_train: int | None = Field(None, ge=1, description="use the first N training examples")
+    max_length: int = Field(2048, ge=64, description="tokens per sample (prompt + plan)")
+
+
+class PromptConfig(Section):
+    tools: Literal["gold", "classifier", "all"] = "gold"  # training prompts: gold tools plus negatives
+    negatives: int = Field(3, ge=0, le=15, description="irrelevant tools added to the gold tools in training")
+    num_examples: int = Field(3, ge=0, le=12, description="retrieved in-context examples per prompt")
+    classifier: str | None = Field(None, description="tool classifier folder (retriever train)")
+    index: str | None = Field(None, description="example index folder (retriever index)")
+    guidelines: bool = Field(True, description="include the guideline block (off shortens prompts for CPU demos)")
+
+
+class OptimizerConfig(Section):
+    name: Literal["natural_galore", "galore", "adamw", "lora"] = "natural_galore"
+    lr: float = Field(7e-5, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    rank: int = Field(128, ge=1, description="GaLore projection rank")
+    update_proj_gap: int = Field(200, ge=1)
+    scale: float = Field(0.25, gt=0)
+    history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
+    damping: float = Field(10.0, gt=0)
+    layerwise: bool = Field(False, description="update inside backward (single process only)")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    lora_dropout: float = Field(0.05, ge=0, lt=1)
+
+
+class TrainingConfig(Section):
+    output_dir: str = "runs/planner"
+    epochs: float = Field(3.0, gt=0)
+    max_steps: int = Field(-1, description="stop after N optimizer steps (-1: run the epochs)")
+    batch_size: int = Field(4, ge=1, description="per device")
+    grad_accum: int = Field(8, ge=1)
+    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    lr_scheduler: str = "cosine"
+    max_grad_norm: float = Field(1.0, ge=0)
+    logging_steps: int = Field(10, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: every epoch)")
+    save_total_limit: int = Field(2, ge=1)
+    seed: int = 0
+
+
+class EvalConfig(Section):
+    subset: int = Field(200, ge=1, description="validation queries generated at each evaluation")
+    batch_size: int = Field(16, ge=1)
+    max_new_tokens: int = Field(256, ge=8)
+
+
+class TrainConfig(Section):
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    prompt: PromptConfig = PromptConfig()
+    optimizer: OptimizerConfig = OptimizerConfig()
+    training: TrainingConfig = TrainingConfig()
+    eval: EvalConfig = EvalConfig()
+
+
+class ConfigError(ValueError):
+    """A config problem, worded as one line naming the file and key."""
+
+
+def _valid_keys(model: type[BaseModel] = TrainConfig, prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += _valid_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _set(tree: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    for p in parents:
+        node = tree.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {dotted}: {p} is not a section")
+        tree = node
+    tree[leaf] = value
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """Read YAML (optional), apply ``a.b=value`` overrides (values parsed as YAML), validate."""
+    where = str(path) if path else "defaults"
+    tree: dict = {}
+    if path:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: config file not found")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(tree, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. optimizer.lr=1e-4")
+        _set(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        key = ".".join(map(str, err["loc"]))
+        if err["type"] == "extra_forbidden":
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(_valid_keys())}") from None
+        more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+        raise ConfigError(f"{where}: {key}: {err['msg']} (got {err.get('input')!r}){more}") from None

@@ -1,0 +1,162 @@
+"""Inference: a fine-tuned (or base) causal LM that writes LLMCompiler plans for queries.
+
+A model folder written by ``tinyagent-ft train`` carries ``planner.json`` (prompt settings) and, when
+training used them, ``tool_classifier/`` and ``example_index/``: the planner rebuilds prompts exactly
+as training did. A preset name or plain checkpoint gets default settings, all 16 tools and no examples
+unless a classifier and index are passed.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from threading import Thread
+
+import torch
+
+from eval.plan import END_OF_PLAN
+
+from .prompt import PromptBuilder, PromptSettings, render
+from .samples import prompt_ids
+
+SETTINGS_FILE = "planner.json"
+CLASSIFIER_DIR, INDEX_DIR = "tool_classifier", "example_index"
+
+
+@dataclass
+class PlanResult:
+    text: str  # the plan, cut after <END_OF_PLAN> when the model wrote it
+    tools: list[str]  # tools shown in the prompt
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def cut_plan(text: str) -> str:
+    end = text.find(END_OF_PLAN)
+    return text[:end + len(END_OF_PLAN)] if end >= 0 else text
+
+
+def pick_device(device: str | None = None) -> str:
+    return device or ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(dtype: str, device: str) -> torch.dtype:
+    if dtype == "float32":
+        return torch.float32
+    if dtype == "bfloat16":
+        return torch.bfloat16
+    return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+
+
+class Planner:
+    def __init__(self, model, tokenizer, builder: PromptBuilder):
+        self.model, self.tokenizer, self.builder = model.eval(), tokenizer, builder
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | None = None, dtype: str = "auto",
+                        classifier: str | Path | None = None, index: str | Path | None = None,
+                        num_examples: int | None = None) -> Planner:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from retriever import ExampleIndex, ToolClassifier
+
+        from .models import resolve_model
+        path = Path(resolve_model(str(name_or_path)))
+        settings = PromptSettings()
+        if (path / SETTINGS_FILE).is_file():
+            settings = PromptSettings.model_validate(json.loads((path / SETTINGS_FILE).read_text())["prompt"])
+        if num_examples is not None:
+            settings.num_examples = num_examples
+        classifier = classifier or (path / CLASSIFIER_DIR if (path / CLASSIFIER_DIR).is_dir() else None)
+        index = index or (path / INDEX_DIR if (path / INDEX_DIR).is_dir() else None)
+        device = pick_device(device)
+        model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, device)).to(device)
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        builder = PromptBuilder(settings, ToolClassifier.from_pretrained(classifier) if classifier else None,
+                                ExampleIndex.load(index) if index else None)
+        return cls(model, tokenizer, builder)
+
+    def prompts(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
+                tools: Sequence[Sequence[str] | None] | None = None) -> tuple[list[str], list[list[str]]]:
+        """Model texts and the tool list each shows (catalog order when chosen here)."""
+        from .catalog import TOOL_NAMES
+        tools = list(tools) if tools is not None else [None] * len(queries)
+        todo = [i for i, t in enumerate(tools) if t is None]
+        if todo:
+            picked = self.builder.select_tools([queries[i] for i in todo])
+            for i, p in zip(todo, picked):
+                tools[i] = [t for t in TOOL_NAMES if t in p]
+        now = datetime.now().replace(second=0, microsecond=0)
+        days = [d or now for d in (dates or [None] * len(queries))]
+        systems = self.builder.systems(queries, tools, days)
+        return [render(s, q, self.tokenizer) for s, q in zip(systems, queries)], [list(t) for t in tools]
+
+    def _encode(self, texts: list[str]) -> dict:
+        ids = [prompt_ids(self.tokenizer, t) for t in texts]
+        width = max(map(len, ids))
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])  # left padding
+        mask = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids])
+        device = next(self.model.parameters()).device
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+
+    def _generation_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+        kw = dict(max_new_tokens=max_new_tokens, stop_strings=[END_OF_PLAN], tokenizer=self.tokenizer,
+                  pad_token_id=self.tokenizer.pad_token_id, use_cache=True)
+        if temperature > 0:
+            return kw | dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
+        return kw | dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+    @torch.inference_mode()
+    def generate(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
+                 tools: Sequence[Sequence[str] | None] | None = None, max_new_tokens: int = 256,
+                 batch_size: int = 8, temperature: float = 0.0) -> list[PlanResult]:
+        """Batched plans (greedy by default), left-padded with the KV cache, stopping at <END_OF_PLAN>."""
+        texts, shown = self.prompts(queries, dates, tools)
+        results = []
+        start = time.perf_counter()
+        for i in range(0, len(texts), batch_size):
+            enc = self._encode(texts[i:i + batch_size])
+            out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature))
+            new = out[:, enc["input_ids"].shape[1]:]
+            for row, mask, tools_shown in zip(new, enc["attention_mask"], shown[i:i + batch_size]):
+                n_new = int((row != self.tokenizer.pad_token_id).sum())
+                text = cut_plan(self.tokenizer.decode(row, skip_special_tokens=True))
+                results.append(PlanResult(text.strip(), tools_shown, int(mask.sum()), n_new))
+        self._account(results, time.perf_counter() - start)
+        return results
+
+    def _account(self, results: list[PlanResult], seconds: float) -> None:
+        self.stats["plans"] += len(results)
+        self.stats["prompt_tokens"] += sum(r.prompt_tokens for r in results)
+        self.stats["completion_tokens"] += sum(r.completion_tokens for r in results)
+        self.stats["seconds"] += seconds
+
+    def plan(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None) -> list[str]:
+        """Plan texts: the interface ``eval.harness.run`` drives."""
+        return [r.text for r in self.generate(queries, dates)]
+
+    def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,
+               max_new_tokens: int = 256, temperature: float = 0.0) -> tuple[list[str], int, Iterator[str]]:
+        """(tools shown, prompt tokens, iterator of text pieces) for one query, as the model writes them."""
+        from transformers import TextIteratorStreamer
+        texts, shown = self.prompts([query], [date], [tools])
+        enc = self._encode(texts)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature), streamer=streamer)
+        Thread(target=lambda: self._generate_quietly(kwargs), daemon=True).start()
+        return shown[0], int(enc["attention_mask"].sum()), streamer
+
+    @torch.inference_mode()
+    def _generate_quietly(self, kwargs: dict) -> None:
+        self.model.generate(**kwargs)
+
+    def throughput(self) -> dict:
+        s = self.stats
+        return {**s, "plans_per_second": s["plans"] / s["seconds"] if s["seconds"] else 0.0}

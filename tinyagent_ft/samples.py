@@ -1,0 +1,84 @@
+"""Training samples: prompt tokens (masked out of the loss) followed by plan tokens and EOS."""
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from .data import Example
+from .prompt import PromptBuilder, render, sample_prompt_tools
+
+IGNORE = -100
+DEFAULT_TODAY = datetime(2024, 6, 3, 9, 0)  # for records that carry no date (their plans do not use one)
+
+
+@dataclass
+class SampleStats:
+    """What the truncation policy did: fewer in-context examples first, drop the sample last."""
+    built: int = 0
+    fewer_examples: int = 0
+    dropped_too_long: int = 0
+    prompt_tokens: list[int] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        p = sorted(self.prompt_tokens) or [0]
+        return {"built": self.built, "fewer_examples": self.fewer_examples, "dropped_too_long": self.dropped_too_long,
+                "prompt_tokens_median": p[len(p) // 2], "prompt_tokens_max": p[-1]}
+
+
+def prompt_ids(tokenizer, text: str) -> list[int]:
+    """Prompt tokens; BOS is added only when the rendered text does not already start with it."""
+    bos = tokenizer.bos_token
+    return tokenizer(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+
+
+def training_tools(examples: Sequence[Example], mode: str, negatives: int, builder: PromptBuilder,
+                   rng: random.Random) -> list[list[str]]:
+    """Prompt tools per example: gold plus sampled negatives, the classifier's choice (gold always kept),
+    or all 16; shuffled so position carries no signal."""
+    if mode == "gold":
+        return [sample_prompt_tools(e.tools, negatives, rng) for e in examples]
+    chosen = builder.select_tools([e.query for e in examples]) if mode == "classifier" else [set() for _ in examples]
+    out = []
+    for e, c in zip(examples, chosen):
+        tools = sample_prompt_tools(e.tools | c, None if mode == "all" else 0, rng)
+        out.append(tools)
+    return out
+
+
+def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder, tools: Sequence[Sequence[str]],
+                  max_length: int, progress: Callable[[int], None] | None = None, chunk: int = 256
+                  ) -> tuple[list[dict], SampleStats]:
+    """Tokenized samples with labels on the plan only. Over-long samples lose in-context examples
+    one at a time; a sample that is too long with none is dropped and counted, never cut mid-plan."""
+    stats, samples = SampleStats(), []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    k = builder.settings.num_examples
+    for start in range(0, len(examples), chunk):
+        part, part_tools = examples[start:start + chunk], tools[start:start + chunk]
+        systems = builder.systems([e.query for e in part], part_tools, [e.today or DEFAULT_TODAY for e in part],
+                                  [e.id for e in part])
+        for e, t, system in zip(part, part_tools, systems):
+            target = tokenizer(e.plan, add_special_tokens=False)["input_ids"] + eos
+            ids = prompt_ids(tokenizer, render(system, e.query, tokenizer))
+            shortened = False
+            for fewer in range(k - 1, -1, -1):
+                if len(ids) + len(target) <= max_length:
+                    break
+                shortened = True
+                demo_builder = PromptBuilder(builder.settings.model_copy(update={"num_examples": fewer}),
+                                             index=builder.index)
+                system = demo_builder.systems([e.query], [t], [e.today or DEFAULT_TODAY], [e.id])[0]
+                ids = prompt_ids(tokenizer, render(system, e.query, tokenizer))
+            if len(ids) + len(target) > max_length:
+                stats.dropped_too_long += 1
+                continue
+            stats.fewer_examples += shortened
+            stats.built += 1
+            stats.prompt_tokens.append(len(ids))
+            samples.append({"input_ids": ids + target, "labels": [IGNORE] * len(ids) + target})
+        if progress:
+            progress(len(part))
+    return samples, stats

@@ -1,0 +1,235 @@
+"""Fine-tune a causal LM to write plans: HF Trainer with Natural GaLore (or GaLore, AdamW, LoRA),
+plan-only loss, validation by generation + success rate, best checkpoint kept, planner folder out."""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+
+import torch
+import yaml
+
+from .config import TrainConfig
+from .console import progress_bar
+from .monitor import TrainingMonitor
+from .data import load_dataset
+from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, pick_device, pick_dtype
+from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
+from .samples import DEFAULT_TODAY, build_samples, training_tools
+
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+MODEL_DIR, METRICS_FILE = "model", "metrics.jsonl"
+
+
+def projection_options(cfg: TrainConfig) -> dict:
+    o = cfg.optimizer
+    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale)
+    if o.name == "galore":
+        return common | dict(side="std", history=0)
+    return common | dict(history=o.history, damping=o.damping)
+
+
+def trainable_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def estimate_state_bytes(model, cfg: TrainConfig) -> int:
+    """Optimizer-state bytes (fp32 moments, projectors, history) without building the optimizer."""
+    from .optim.groups import build_param_groups
+    from .optim.projector import sides_for
+    o = cfg.optimizer
+    if o.name == "lora":
+        return 0  # LoRA adapters are built later; their state is 2 x 4 bytes x adapter parameters
+    if o.name == "adamw":
+        return 8 * trainable_parameters(model)
+    opts = projection_options(cfg)
+    projected, *rest = build_param_groups(model, o.rank, **opts)
+    total = sum(8 * p.numel() for g in rest for p in g["params"])
+    for p in projected["params"]:
+        m, n = p.shape
+        left, right = sides_for(tuple(p.shape), opts.get("side", "two_sided"), o.rank)
+        rm, rn = (min(o.rank, m) if left else m), (min(o.rank, n) if right else n)
+        total += 8 * rm * rn + 4 * (m * rm * left + n * rn * right)
+        total += 2 * opts["history"] * rm * rn  # bf16 gradient history
+    return total
+
+
+def load_model(cfg: TrainConfig, device: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from .models import resolve_model
+    path = resolve_model(cfg.model.name)
+    dtype = pick_dtype(cfg.model.dtype, device)
+    if cfg.optimizer.name != "lora" and dtype == torch.bfloat16 and cfg.model.dtype == "auto":
+        dtype = torch.float32  # full fine-tuning keeps fp32 master weights; bf16 autocast does the math
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    if cfg.optimizer.name == "lora":
+        from peft import LoraConfig, get_peft_model
+        o = cfg.optimizer
+        model = get_peft_model(model, LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout,
+                                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+    if cfg.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model, tok
+
+
+def build_optimizer(model, cfg: TrainConfig):
+    """The optimizer the config names, or None to let the Trainer build AdamW (adamw, lora)."""
+    from .optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
+    o = cfg.optimizer
+    if o.name in ("adamw", "lora"):
+        return None
+    groups = build_param_groups(model, o.rank, **projection_options(cfg))
+    opt = NaturalGaLoreAdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+    if o.layerwise:
+        return LayerwiseOptimizer(opt, cfg.training.grad_accum, cfg.training.max_grad_norm or None)
+    return opt
+
+
+def load_retrievers(cfg: TrainConfig):
+    from retriever import ExampleIndex, ToolClassifier
+    p = cfg.prompt
+    clf = ToolClassifier.from_pretrained(p.classifier) if p.classifier else None
+    index = ExampleIndex.load(p.index) if p.index else None
+    if p.tools == "classifier" and clf is None:
+        raise ValueError("prompt.tools=classifier needs prompt.classifier (a folder from `retriever train`)")
+    return clf, index
+
+
+def validation_tools(examples, builder: PromptBuilder, negatives: int, seed: int) -> list[list[str] | None]:
+    """With a classifier, validation sees its choice (as at test time); without one, gold + negatives."""
+    if builder.classifier is not None:
+        return [None] * len(examples)
+    rng = random.Random(seed)
+    return [sample_prompt_tools(e.tools, negatives, rng) for e in examples]
+
+
+def plot_loss(metrics_file: Path, out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    train = [(r["step"], r["loss"]) for r in rows if "loss" in r]
+    val = [(r["step"], r["eval_success_rate"]) for r in rows if "eval_success_rate" in r]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train:
+        ax.plot(*zip(*train), label="train loss")
+    ax.set_xlabel("optimizer step"), ax.set_ylabel("loss")
+    if val:
+        ax2 = ax.twinx()
+        ax2.plot(*zip(*val), "o-", color="tab:green", label="validation success rate")
+        ax2.set_ylabel("success rate"), ax2.set_ylim(0, 1)
+        ax2.legend(loc="upper right")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def save_planner(model, tokenizer, cfg: TrainConfig, out: Path, extra: dict) -> None:
+    """A folder ``Planner.from_pretrained`` loads: weights, tokenizer, prompt settings, retrievers."""
+    if cfg.optimizer.name == "lora":
+        model = model.merge_and_unload()
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    settings = PromptSettings(num_examples=cfg.prompt.num_examples, guidelines=cfg.prompt.guidelines)
+    (out / SETTINGS_FILE).write_text(json.dumps({"prompt": settings.model_dump(), "base_model": cfg.model.name,
+                                                 "optimizer": cfg.optimizer.name, **extra}, indent=2))
+    for src, name in ((cfg.prompt.classifier, CLASSIFIER_DIR), (cfg.prompt.index, INDEX_DIR)):
+        if src:
+            shutil.copytree(src, out / name, dirs_exist_ok=True)
+
+
+def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:
+    """Train per ``cfg``; returns a summary. ``resume``: None, "auto" (latest checkpoint) or a path."""
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from eval.report import score
+
+    t, out = cfg.training, Path(cfg.training.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    set_seed(t.seed)
+    device = pick_device()
+    data = load_dataset(cfg.data.path, cfg.data.train_split)
+    train_examples = data.examples[:cfg.data.max_train] if cfg.data.max_train else data.examples
+    val_examples = load_dataset(cfg.data.path, cfg.data.val_split).examples[:cfg.eval.subset]
+    classifier, index = load_retrievers(cfg)
+    settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
+    builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
+    model, tok = load_model(cfg, device)
+    tok.padding_side = "right"  # training batches; the planner left-pads on its own
+
+    rng = random.Random(t.seed)
+    tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, rng)
+    with progress_bar() as bar:
+        task = bar.add_task("prompts", total=len(train_examples))
+        samples, stats = build_samples(train_examples, tok, builder, tools, cfg.data.max_length,
+                                       lambda n: bar.advance(task, n))
+    log(f"samples: {stats.summary()}")
+    if not samples:
+        raise ValueError(f"no training sample fits data.max_length={cfg.data.max_length}")
+    val_tools = validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed)
+
+    bf16 = device == "cuda" and torch.cuda.is_bf16_supported() and cfg.model.dtype != "float32"
+    per_epoch = math.ceil(len(samples) / (t.batch_size * t.grad_accum))
+    eval_every = t.eval_steps or per_epoch
+    args = TrainingArguments(
+        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps, logging_first_step=True, eval_strategy="steps", eval_steps=eval_every,
+        save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
+        bf16=bf16, seed=t.seed, report_to=[], remove_unused_columns=False, disable_tqdm=True,
+        include_num_input_tokens_seen="non_padding", dataloader_pin_memory=device == "cuda",
+        ddp_find_unused_parameters=False, use_cpu=device == "cpu")
+
+    class PlannerTrainer(Trainer):
+        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+            model = self.model
+            was_training = model.training
+            planner = Planner(model, tok, builder)
+            start = time.perf_counter()
+            results = planner.generate([e.query for e in val_examples], [e.today or DEFAULT_TODAY for e in val_examples],
+                                       val_tools, cfg.eval.max_new_tokens, cfg.eval.batch_size)
+            model.train(was_training)
+            report = score(val_examples, {e.id: r.text for e, r in zip(val_examples, results)})
+            m = report["metrics"]
+            metrics = {f"{metric_key_prefix}_{k}": m[k] for k in ("success_rate", "success_rate_strict", "parse_rate",
+                                                                  "tool_f1_micro", "edge_f1")}
+            metrics[f"{metric_key_prefix}_seconds"] = round(time.perf_counter() - start, 1)
+            self.log(metrics)
+            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+            return metrics
+
+    trainer = PlannerTrainer(model=model, args=args, train_dataset=samples, eval_dataset=val_examples,
+                             data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+                             optimizers=(build_optimizer(model, cfg), None),
+                             callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
+    from transformers.trainer_callback import PrinterCallback
+    trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
+    checkpoint = get_last_checkpoint(str(out)) if resume == "auto" else resume
+    if resume == "auto" and checkpoint is None:
+        log("resume=auto: no checkpoint yet, starting fresh")
+    start = time.perf_counter()
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    summary = {"train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
+               "train_loss": result.training_loss, "best_checkpoint": trainer.state.best_model_checkpoint,
+               "best_success_rate": trainer.state.best_metric, "samples": stats.summary(),
+               "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
+    if trainer.is_world_process_zero():
+        save_planner(trainer.model, tok, cfg, out / MODEL_DIR, {"training": summary})
+        if (out / METRICS_FILE).is_file():
+            plot_loss(out / METRICS_FILE, out / "loss.png")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
