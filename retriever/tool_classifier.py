@@ -96,7 +96,8 @@ class ToolClassifier:
         path = Path(path)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
-        settings = {"labels": list(TOOL_NAMES), "threshold": self.threshold, "keep_top1": self.keep_top1,
+        old = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
+        settings = {**old, "labels": list(TOOL_NAMES), "threshold": self.threshold, "keep_top1": self.keep_top1,
                     "max_length": self.max_length, **(extra or {})}
         (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
@@ -186,3 +187,20 @@ def evaluate_classifier(clf: ToolClassifier, pairs: Sequence[Labelled], batch_si
                             "single_query_p50": 1000 * single[len(single) // 2] if single else 0.0}
     report["threshold"], report["keep_top1"] = clf.threshold, clf.keep_top1
     return report
+
+
+def calibrate_threshold(clf: ToolClassifier, pairs: Sequence[Labelled], target_recall: float) -> float | None:
+    """The highest threshold (fewest tools) whose per-example recall on ``pairs`` reaches the target;
+    None when no threshold down to 0.01 does."""
+    from .metrics import selection_metrics
+    probs = clf.probabilities([p.query for p in pairs])
+    gold = [p.tools for p in pairs]
+    saved = clf.threshold
+    try:
+        for step in range(95, 0, -1):
+            clf.threshold = step / 100
+            if selection_metrics(gold, clf.select(probs))["recall"] >= target_recall:
+                return clf.threshold
+        return None
+    finally:
+        clf.threshold = saved

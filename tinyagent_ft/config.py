@@ -14,14 +14,17 @@ class Section(BaseModel):
 
 class ModelConfig(Section):
     name: str = Field("smollm2-135m", description="preset (tinyllama-1.1b, smollm2-135m, tiny-random), hub id or path")
-    dtype: Literal["auto", "float32", "bfloat16"] = "auto"  # auto: bf16 where the device supports it
+    # auto: fp32 weights with bf16 autocast where the device has native bf16 (CUDA, AVX512-BF16/AMX CPUs);
+    # bfloat16: bf16 weights too; float32: no bf16 anywhere
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     gradient_checkpointing: bool = False
 
 
 class DataConfig(Section):
     path: str = Field("data/synth", description="TinyAgent file, project JSONL, split directory or hub id")
     train_split: str = "train"
-    val_split: str = "validation"
+    val_split: str | None = Field("validation", description="None: hold out val_holdout training examples instead")
+    val_holdout: int = Field(500, ge=1, description="validation examples taken from the end of train when val_split is None")
     max_train: int | None = Field(None, ge=1, description="use the first N training examples")
     max_length: int = Field(2048, ge=64, description="tokens per sample (prompt + plan)")
 

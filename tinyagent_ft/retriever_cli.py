@@ -36,10 +36,13 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
           pos_weight: float = typer.Option(60.0, help="BCE positive-class weight"),
           threshold: float = typer.Option(0.5), keep_top1: bool = typer.Option(True),
           max_examples: int | None = typer.Option(None, help="train on the first N examples"),
-          eval_split: str = typer.Option("validation", help="split to report on after training; 'none' skips")):
+          eval_split: str = typer.Option("validation", help="split to report on after training; 'none' skips"),
+          target_recall: float | None = typer.Option(None, help="lower the threshold on EVAL_SPLIT until recall reaches this")):
     """Fine-tune the multi-label tool classifier; saves model, tokenizer, label map and threshold."""
     from retriever import ClassifierConfig, load_labelled, train_classifier
-    from retriever.tool_classifier import evaluate_classifier
+    from retriever.tool_classifier import calibrate_threshold, evaluate_classifier
+    if target_recall is not None and eval_split == "none":
+        raise UserError("--target-recall needs an --eval-split to calibrate on")
     try:
         cfg = ClassifierConfig(backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight,
                                threshold=threshold, keep_top1=keep_top1, max_examples=max_examples)
@@ -49,7 +52,16 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
     clf = train_classifier(pairs, cfg, out)
     console.print(f"saved classifier to {out}")
     if eval_split != "none":
-        report = evaluate_classifier(clf, load_labelled(data, eval_split))
+        held_out = load_labelled(data, eval_split)
+        if target_recall is not None:
+            chosen = calibrate_threshold(clf, held_out, target_recall)
+            if chosen is None:
+                console.print(f"[yellow]no threshold reaches recall {target_recall} on {eval_split}; kept {clf.threshold}[/]")
+            else:
+                clf.threshold = chosen
+                clf.save_pretrained(out, extra={"calibrated_on": eval_split, "target_recall": target_recall})
+                console.print(f"threshold calibrated on {eval_split}: {chosen}")
+        report = evaluate_classifier(clf, held_out)
         (out / "eval.json").write_text(json.dumps(report, indent=2))
         print_selection(report, f"{eval_split} split")
 

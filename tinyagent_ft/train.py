@@ -16,7 +16,7 @@ from .config import TrainConfig
 from .console import progress_bar
 from .monitor import TrainingMonitor
 from .data import load_dataset
-from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, pick_device, pick_dtype
+from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, bf16_supported, pick_device, pick_dtype
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
 from .samples import DEFAULT_TODAY, build_samples, training_tools
 
@@ -133,13 +133,12 @@ def plot_loss(metrics_file: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def save_planner(model, tokenizer, cfg: TrainConfig, out: Path, extra: dict) -> None:
+def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, out: Path, extra: dict) -> None:
     """A folder ``Planner.from_pretrained`` loads: weights, tokenizer, prompt settings, retrievers."""
     if cfg.optimizer.name == "lora":
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
-    settings = PromptSettings(num_examples=cfg.prompt.num_examples, guidelines=cfg.prompt.guidelines)
     (out / SETTINGS_FILE).write_text(json.dumps({"prompt": settings.model_dump(), "base_model": cfg.model.name,
                                                  "optimizer": cfg.optimizer.name, **extra}, indent=2))
     for src, name in ((cfg.prompt.classifier, CLASSIFIER_DIR), (cfg.prompt.index, INDEX_DIR)):
@@ -159,9 +158,13 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_seed(t.seed)
     device = pick_device()
-    data = load_dataset(cfg.data.path, cfg.data.train_split)
-    train_examples = data.examples[:cfg.data.max_train] if cfg.data.max_train else data.examples
-    val_examples = load_dataset(cfg.data.path, cfg.data.val_split).examples[:cfg.eval.subset]
+    train_examples = load_dataset(cfg.data.path, cfg.data.train_split).examples
+    if cfg.data.val_split:
+        val_examples = load_dataset(cfg.data.path, cfg.data.val_split).examples
+    else:  # e.g. the TinyAgent release, which has train and test only
+        train_examples, val_examples = train_examples[:-cfg.data.val_holdout], train_examples[-cfg.data.val_holdout:]
+    train_examples = train_examples[:cfg.data.max_train] if cfg.data.max_train else train_examples
+    val_examples = val_examples[:cfg.eval.subset]
     classifier, index = load_retrievers(cfg)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
@@ -179,7 +182,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         raise ValueError(f"no training sample fits data.max_length={cfg.data.max_length}")
     val_tools = validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed)
 
-    bf16 = device == "cuda" and torch.cuda.is_bf16_supported() and cfg.model.dtype != "float32"
+    bf16 = cfg.model.dtype != "float32" and bf16_supported(device)  # mixed precision over fp32 weights
     per_epoch = math.ceil(len(samples) / (t.batch_size * t.grad_accum))
     eval_every = t.eval_steps or per_epoch
     args = TrainingArguments(
@@ -211,9 +214,16 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
+    optimizer, scheduler = build_optimizer(model, cfg), None
+    if cfg.optimizer.layerwise:  # the scheduler drives the wrapped optimizer, whose lr the hooks read
+        from transformers import get_scheduler
+        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
+        total = t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(len(samples) / (t.batch_size * world))
+                                                               / t.grad_accum * t.epochs)
+        scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
     trainer = PlannerTrainer(model=model, args=args, train_dataset=samples, eval_dataset=val_examples,
                              data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
-                             optimizers=(build_optimizer(model, cfg), None),
+                             optimizers=(optimizer, scheduler),
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
@@ -228,7 +238,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                "best_success_rate": trainer.state.best_metric, "samples": stats.summary(),
                "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
     if trainer.is_world_process_zero():
-        save_planner(trainer.model, tok, cfg, out / MODEL_DIR, {"training": summary})
+        save_planner(trainer.model, tok, cfg, settings, out / MODEL_DIR, {"training": summary})
         if (out / METRICS_FILE).is_file():
             plot_loss(out / METRICS_FILE, out / "loss.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))

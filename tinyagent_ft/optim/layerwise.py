@@ -77,6 +77,9 @@ class LayerwiseOptimizer:
         value, self._sq_norm = math.sqrt(self._sq_norm), 0.0
         return value
 
+    def step(self, closure=None) -> None:
+        """Nothing left to do: every weight was updated inside backward. Lets trainers call it as usual."""
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to free: gradients are released inside the hooks."""
 

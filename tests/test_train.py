@@ -1,0 +1,98 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval.harness import run
+from tinyagent_ft.config import ConfigError, load_config
+from tinyagent_ft.data import load_dataset
+from tinyagent_ft.planner import Planner
+from tinyagent_ft.train import run_training
+
+CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
+
+
+def tiny(synth_dir, out, *extra):
+    return load_config(CONFIGS[0].with_name("tiny.yaml"),
+                       [f"data.path={synth_dir}", f"training.output_dir={out}", "data.max_length=2048",
+                        "data.max_train=24", "eval.subset=2", "eval.max_new_tokens=12", *extra])
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    load_config(path)
+
+
+def test_unknown_key_lists_the_valid_ones(tmp_path):
+    f = tmp_path / "c.yaml"
+    f.write_text("optimizer:\n  name: adamw\n  lr_max: 1\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: unknown key 'optimizer.lr_max'; valid keys: .*optimizer.lr,"):
+        load_config(f)
+    with pytest.raises(ConfigError, match=r"optimizer.name: Input should be 'natural_galore', 'galore', 'adamw' or 'lora'"):
+        load_config(None, ["optimizer.name=sgd"])
+    with pytest.raises(ConfigError, match=r"training.batch_size: Input should be greater than or equal to 1"):
+        load_config(None, ["training.batch_size=0"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(None, ["optimizer.lr"])
+    assert load_config(None, ["optimizer.lr=3e-4", "prompt.negatives=0"]).optimizer.lr == 3e-4
+
+
+def test_cli_config_errors_are_one_line(tmp_path):
+    cmd = [sys.executable, "-m", "tinyagent_ft", "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), "training.epochz=1"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and "unknown key 'training.epochz'" in res.stderr
+
+
+def test_dry_run_estimates_optimizer_state(tmp_path):
+    cmd = [sys.executable, "-m", "tinyagent_ft", "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), "--dry-run"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "trainable parameters: 3,2" in res.stdout and "optimizer state (natural_galore)" in res.stdout
+
+
+def test_train_checkpoint_resume_save_reload_plan_score(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    first = run_training(tiny(synth_dir, out, "training.max_steps=2", "training.eval_steps=2"), show_progress=False)
+    assert first["steps"] == 2 and (out / "checkpoint-2" / "optimizer.pt").is_file()
+    resumed = run_training(tiny(synth_dir, out, "training.max_steps=4", "training.eval_steps=2"), resume="auto",
+                           show_progress=False)
+    assert resumed["steps"] == 4 and (out / "checkpoint-4").is_dir()
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert {r["step"] for r in rows if "loss" in r} >= {1, 2, 3, 4}  # the resumed run continued at step 3
+    assert any("eval_success_rate" in r for r in rows) and (out / "loss.png").stat().st_size > 1000
+    saved = json.loads((out / "model" / "planner.json").read_text())
+    assert saved["prompt"] == {"num_examples": 0, "guidelines": True} and saved["optimizer"] == "natural_galore"
+
+    planner = Planner.from_pretrained(out / "model")
+    test = load_dataset(synth_dir, "test").examples[:3]
+    results = planner.generate([e.query for e in test], [e.today for e in test], max_new_tokens=8, batch_size=2)
+    assert len(results) == 3 and all(r.prompt_tokens > 100 and 0 < r.completion_tokens <= 8 for r in results)
+    assert all(r.tools == sorted(r.tools, key=list(r.tools).index) and len(r.tools) == 16 for r in results)
+    report = run(planner, test, tmp_path / "eval", batch_size=2)
+    assert len(report["examples"]) == 3 and (tmp_path / "eval" / "predictions.jsonl").is_file()
+
+
+@pytest.mark.parametrize("optimizer", ["galore", "adamw", "lora"])
+def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
+    cfg = tiny(synth_dir, tmp_path, f"optimizer.name={optimizer}", "training.max_steps=1", "training.eval_steps=1",
+               "data.max_train=8")
+    assert run_training(cfg, show_progress=False)["steps"] == 1
+    assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2)
+
+
+def test_layerwise_mode_trains(synth_dir, tmp_path):
+    cfg = tiny(synth_dir, tmp_path, "optimizer.layerwise=true", "training.max_steps=2", "training.eval_steps=2",
+               "data.max_train=8")
+    assert run_training(cfg, show_progress=False)["steps"] == 2
+
+
+def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tinyagent_ft",
+           "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), f"data.path={synth_dir}",
+           f"training.output_dir={tmp_path}", "data.max_length=2048", "data.max_train=16", "training.max_steps=2",
+           "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=8"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
