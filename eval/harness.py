@@ -1,7 +1,8 @@
 """Run any planner over a dataset split and score it.
 
 A planner is any object with ``plan(queries: list[str]) -> list[str]``; if its ``plan`` also takes
-``dates``, it receives each example's "today" so that relative dates resolve as in the gold data.
+``dates``, it receives each example's "today" so that relative dates resolve as in the gold data, and
+if it takes ``gold_tools``, each example's gold tool set (for oracle tool-selection runs).
 """
 from __future__ import annotations
 
@@ -18,13 +19,18 @@ def run(planner, examples: Sequence, out_dir: str | Path, batch_size: int = 8, g
     """Plan every example, write ``predictions.jsonl``, ``report.json``, ``report.md``, ``report.png``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    takes_dates = "dates" in inspect.signature(planner.plan).parameters
+    params = inspect.signature(planner.plan).parameters
     predictions: dict[str, str] = {}
     with (out / "predictions.jsonl").open("w", encoding="utf-8") as fh:
         for i in range(0, len(examples), batch_size):
             batch = examples[i:i + batch_size]
             queries = [e.query for e in batch]
-            plans = planner.plan(queries, dates=[e.today for e in batch]) if takes_dates else planner.plan(queries)
+            extra = {}
+            if "dates" in params:
+                extra["dates"] = [e.today for e in batch]
+            if "gold_tools" in params:
+                extra["gold_tools"] = [e.tools for e in batch]
+            plans = planner.plan(queries, **extra)
             if len(plans) != len(batch):
                 raise ValueError(f"planner returned {len(plans)} plans for {len(batch)} queries")
             for e, p in zip(batch, plans):

@@ -141,6 +141,39 @@ def print_report(report: dict) -> None:
         console.print(f"[yellow]{len(report['unknown_prediction_ids'])} prediction ids not in gold (ignored)[/]")
 
 
+@app.command("demo")
+def demo(out: Path = typer.Option(Path("runs/demo"), help="folder for data, models and reports"),
+         config: Path | None = typer.Option(None, help="fine-tuning config (default configs/demo.yaml)"),
+         n: int = typer.Option(8000, min=500, help="synthetic examples"),
+         test_size: int = typer.Option(100, min=1, help="held-out test queries to plan with each model"),
+         seed: int = typer.Option(0),
+         overrides: list[str] = typer.Argument(None, help="config overrides, e.g. data.max_train=64")):
+    """The whole pipeline offline on a CPU: data, classifier, index, Natural GaLore fine-tune, base vs tuned."""
+    from .demo import DEMO_CONFIG, run_demo, to_markdown
+    config = config or DEMO_CONFIG
+    if not config.is_file():
+        raise UserError(f"--config: {config} not found (run from a checkout, or pass configs/demo.yaml explicitly)")
+    result = run_demo(out, config, n, test_size, seed, overrides or [])
+    console.rule("tinyagent-ft demo")
+    console.print(to_markdown(result), markup=False)
+    console.print(f"reports in {out}: demo.json, demo.md, demo.png, eval-*/report.md, planner/loss.png")
+
+
+@app.command("serve")
+def serve(model: str = typer.Option(..., help="planner folder from `train`, preset name, hub id or path"),
+          host: str = typer.Option("127.0.0.1", help="interface to bind; loopback by default"),
+          port: int = typer.Option(8000, min=1, max=65535),
+          classifier: str | None = typer.Option(None, help="tool classifier (default: the model folder's)"),
+          index: str | None = typer.Option(None, help="example index (default: the model folder's)"),
+          timeout: float = typer.Option(60.0, min=1, help="seconds one generation may take"),
+          device: str | None = typer.Option(None)):
+    """Serve plans over REST (FastAPI + uvicorn): /v1/plan, /v1/chat/completions, /v1/tools, /healthz, /readyz."""
+    import uvicorn
+
+    from serve import planner_app
+    uvicorn.run(planner_app(model, device, classifier, index, timeout), host=host, port=port, log_level="info")
+
+
 @app.command("env")
 def env():
     """Versions of python, torch (and CUDA), transformers and the other key packages, for bug reports."""

@@ -8,8 +8,9 @@ unless a classifier and index are passed.
 from __future__ import annotations
 
 import json
+import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 
 from eval.plan import END_OF_PLAN
 
-from .prompt import PromptBuilder, PromptSettings, render
+from .prompt import PromptBuilder, PromptSettings, render, sample_prompt_tools
 from .samples import prompt_ids
 
 SETTINGS_FILE = "planner.json"
@@ -56,7 +57,7 @@ def pick_dtype(dtype: str, device: str) -> torch.dtype:
         return torch.float32
     if dtype == "bfloat16":
         return torch.bfloat16
-    return torch.bfloat16 if device.startswith("cuda") and torch.cuda.is_bf16_supported() else torch.float32
+    return torch.bfloat16 if bf16_supported(device) else torch.float32  # inference in bf16 where it is native
 
 
 class Planner:
@@ -64,6 +65,8 @@ class Planner:
         self.model, self.tokenizer, self.builder = model.eval(), tokenizer, builder
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
+        self.oracle_negatives: int | None = None
+        self._rng = random.Random(0)
         self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
 
     @classmethod
@@ -91,7 +94,8 @@ class Planner:
         return cls(model, tokenizer, builder)
 
     def prompts(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
-                tools: Sequence[Sequence[str] | None] | None = None) -> tuple[list[str], list[list[str]]]:
+                tools: Sequence[Sequence[str] | None] | None = None, num_examples: int | None = None
+                ) -> tuple[list[str], list[list[str]]]:
         """Model texts and the tool list each shows (catalog order when chosen here)."""
         from .catalog import TOOL_NAMES
         tools = list(tools) if tools is not None else [None] * len(queries)
@@ -102,7 +106,7 @@ class Planner:
                 tools[i] = [t for t in TOOL_NAMES if t in p]
         now = datetime.now().replace(second=0, microsecond=0)
         days = [d or now for d in (dates or [None] * len(queries))]
-        systems = self.builder.systems(queries, tools, days)
+        systems = self.builder.systems(queries, tools, days, num_examples=num_examples)
         return [render(s, q, self.tokenizer) for s, q in zip(systems, queries)], [list(t) for t in tools]
 
     def _encode(self, texts: list[str]) -> dict:
@@ -114,9 +118,9 @@ class Planner:
         device = next(self.model.parameters()).device
         return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
 
-    def _generation_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+    def _generation_kwargs(self, max_new_tokens: int, temperature: float, max_time: float | None) -> dict:
         kw = dict(max_new_tokens=max_new_tokens, stop_strings=[END_OF_PLAN], tokenizer=self.tokenizer,
-                  pad_token_id=self.tokenizer.pad_token_id, use_cache=True)
+                  pad_token_id=self.tokenizer.pad_token_id, use_cache=True, max_time=max_time)
         if temperature > 0:
             return kw | dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         return kw | dict(do_sample=False, temperature=None, top_p=None, top_k=None)
@@ -124,14 +128,16 @@ class Planner:
     @torch.inference_mode()
     def generate(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
                  tools: Sequence[Sequence[str] | None] | None = None, max_new_tokens: int = 256,
-                 batch_size: int = 8, temperature: float = 0.0) -> list[PlanResult]:
-        """Batched plans (greedy by default), left-padded with the KV cache, stopping at <END_OF_PLAN>."""
-        texts, shown = self.prompts(queries, dates, tools)
+                 batch_size: int = 8, temperature: float = 0.0, num_examples: int | None = None,
+                 max_time: float | None = None) -> list[PlanResult]:
+        """Batched plans (greedy by default), left-padded with the KV cache, stopping at <END_OF_PLAN>;
+        ``max_time`` (seconds per batch) bounds generation for servers."""
+        texts, shown = self.prompts(queries, dates, tools, num_examples)
         results = []
         start = time.perf_counter()
         for i in range(0, len(texts), batch_size):
             enc = self._encode(texts[i:i + batch_size])
-            out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature))
+            out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time))
             new = out[:, enc["input_ids"].shape[1]:]
             for row, mask, tools_shown in zip(new, enc["attention_mask"], shown[i:i + batch_size]):
                 n_new = int((row != self.tokenizer.pad_token_id).sum())
@@ -146,24 +152,36 @@ class Planner:
         self.stats["completion_tokens"] += sum(r.completion_tokens for r in results)
         self.stats["seconds"] += seconds
 
-    def plan(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None) -> list[str]:
-        """Plan texts: the interface ``eval.harness.run`` drives."""
-        return [r.text for r in self.generate(queries, dates)]
+    def plan(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
+             gold_tools: Sequence[Iterable[str]] | None = None) -> list[str]:
+        """Plan texts: the interface ``eval.harness.run`` drives. With ``oracle_negatives`` set, prompts
+        show the gold tools plus that many random others (tool selection's upper bound, as in validation)."""
+        tools = None
+        if self.oracle_negatives is not None and gold_tools is not None:
+            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng) for g in gold_tools]
+        return [r.text for r in self.generate(queries, dates, tools)]
 
     def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,
-               max_new_tokens: int = 256, temperature: float = 0.0) -> tuple[list[str], int, Iterator[str]]:
-        """(tools shown, prompt tokens, iterator of text pieces) for one query, as the model writes them."""
+               max_new_tokens: int = 256, temperature: float = 0.0, num_examples: int | None = None,
+               max_time: float | None = None) -> tuple[list[str], int, Iterator[str]]:
+        """(tools shown, prompt tokens, iterator of text pieces) for one query, as the model writes them.
+        Generation runs in a thread; the iterator ends when it does, also when it fails."""
         from transformers import TextIteratorStreamer
-        texts, shown = self.prompts([query], [date], [tools])
+        texts, shown = self.prompts([query], [date], [tools], num_examples)
         enc = self._encode(texts)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature), streamer=streamer)
-        Thread(target=lambda: self._generate_quietly(kwargs), daemon=True).start()
-        return shown[0], int(enc["attention_mask"].sum()), streamer
+        kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time), streamer=streamer)
 
-    @torch.inference_mode()
-    def _generate_quietly(self, kwargs: dict) -> None:
-        self.model.generate(**kwargs)
+        @torch.inference_mode()
+        def work() -> None:
+            try:
+                self.model.generate(**kwargs)
+            except Exception:  # noqa: BLE001 - the consumer sees a truncated plan, never a hang
+                streamer.end()
+                raise
+
+        Thread(target=work, daemon=True).start()
+        return shown[0], int(enc["attention_mask"].sum()), streamer
 
     def throughput(self) -> dict:
         s = self.stats

@@ -124,11 +124,11 @@ class PromptBuilder:
         return [set(TOOL_NAMES) for _ in queries]
 
     def systems(self, queries: Sequence[str], tools: Sequence[Iterable[str]], dates: Sequence[datetime],
-                exclude_ids: Sequence[str | None] | None = None) -> list[str]:
+                exclude_ids: Sequence[str | None] | None = None, num_examples: int | None = None) -> list[str]:
         """System prompts; ``exclude_ids`` keeps a training example out of its own prompt. Tools are
         listed in the order given (training passes them shuffled)."""
         tools = [list(t) for t in tools]
-        k = self.settings.num_examples
+        k = self.settings.num_examples if num_examples is None else num_examples
         demos = (self.index.search_batch(list(queries), tools, k, exclude_ids) if self.index is not None and k
                  else [[] for _ in queries])
         return [build_system_prompt(t, d, day, self.settings.guidelines) for t, d, day in zip(tools, demos, dates)]

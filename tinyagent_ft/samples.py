@@ -68,9 +68,7 @@ def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder
                 if len(ids) + len(target) <= max_length:
                     break
                 shortened = True
-                demo_builder = PromptBuilder(builder.settings.model_copy(update={"num_examples": fewer}),
-                                             index=builder.index)
-                system = demo_builder.systems([e.query], [t], [e.today or DEFAULT_TODAY], [e.id])[0]
+                system = builder.systems([e.query], [t], [e.today or DEFAULT_TODAY], [e.id], fewer)[0]
                 ids = prompt_ids(tokenizer, render(system, e.query, tokenizer))
             if len(ids) + len(target) > max_length:
                 stats.dropped_too_long += 1

@@ -57,6 +57,13 @@ def estimate_state_bytes(model, cfg: TrainConfig) -> int:
     return total
 
 
+def apply_lora(model, cfg: TrainConfig):
+    from peft import LoraConfig, get_peft_model
+    o = cfg.optimizer
+    return get_peft_model(model, LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout,
+                                            target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+
+
 def load_model(cfg: TrainConfig, device: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -70,10 +77,7 @@ def load_model(cfg: TrainConfig, device: str):
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     if cfg.optimizer.name == "lora":
-        from peft import LoraConfig, get_peft_model
-        o = cfg.optimizer
-        model = get_peft_model(model, LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout,
-                                                 target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
+        model = apply_lora(model, cfg)
     if cfg.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -193,7 +197,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
         load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
         bf16=bf16, seed=t.seed, report_to=[], remove_unused_columns=False, disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding", dataloader_pin_memory=device == "cuda",
+        include_num_input_tokens_seen="non_padding", train_sampling_strategy="group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
     class PlannerTrainer(Trainer):

@@ -1,0 +1,268 @@
+"""The planner behind HTTP: FastAPI app with validation, SSE streaming, an OpenAI-compatible subset,
+health/readiness, a body-size cap, a generation timeout, and one generation at a time (queued)."""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
+from starlette.concurrency import run_in_threadpool, iterate_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from eval.dag import build_graph
+from eval.plan import parse_plan
+from tinyagent_ft.catalog import BY_NAME, JOIN, TOOLS
+from tinyagent_ft.planner import cut_plan
+
+from .schemas import (ChatRequest, Dag, PlanRequest, PlanResponse, StepOut, ToolArg, ToolOut, Usage)
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def jsonable(value):
+    """Plan arguments come from ``ast.literal_eval``: make sets, bytes, tuples and non-finite floats JSON-safe."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    return repr(value)
+
+
+def step_out(step) -> StepOut:
+    return StepOut(id=step.id, tool=step.tool, args=[jsonable(a) for a in step.args], dependencies=list(step.refs),
+                   thought=step.thought)
+
+
+def plan_response(text: str, tools: list[str], prompt_tokens: int, completion_tokens: int, started: float) -> PlanResponse:
+    plan = parse_plan(text)
+    g = build_graph(plan)
+    return PlanResponse(plan_text=text, steps=[step_out(s) for s in plan.steps],
+                        dag=Dag(nodes=[{"id": n, "tool": d["tool"]} for n, d in g.nodes(data=True)], edges=list(g.edges)),
+                        selected_tools=tools, valid=plan.valid, errors=[str(e) for e in plan.errors],
+                        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+                        latency_ms=round(1000 * (time.perf_counter() - started), 1))
+
+
+def error(status: int, message: str, kind: str = "invalid_request_error") -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: 413 for bodies over the cap, declared or streamed."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        too_big = error(413, f"request body over {self.limit} bytes")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+            return await too_big(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooBig
+            return message
+        try:
+            await self.app(scope, counted, send)
+        except _TooBig:
+            await too_big(scope, receive, send)
+
+
+class _TooBig(Exception):
+    pass
+
+
+class StepSplitter:
+    """Feeds generated text pieces; returns each step as soon as its line is complete, so an executor
+    can start independent calls before the plan is finished (as LLMCompiler does)."""
+
+    def __init__(self):
+        self.text, self.sent = "", 0
+
+    def feed(self, piece: str) -> list[StepOut]:
+        self.text += piece
+        if "\n" not in piece:
+            return []
+        new = [s for s in parse_plan(self.text[:self.text.rfind("\n")]).steps if s.id > self.sent]
+        if new:
+            self.sent = new[-1].id
+        return [step_out(s) for s in new]
+
+
+def sse(event: str, data) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> FastAPI:
+    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns."""
+    state: dict = {"planner": None, "error": None}
+    lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        async def load():
+            try:
+                state["planner"] = await run_in_threadpool(load_planner)
+            except Exception as exc:  # noqa: BLE001 - reported by /readyz, the process stays up
+                state["error"] = f"{type(exc).__name__}: {exc}"
+        task = asyncio.create_task(load())
+        yield
+        task.cancel()
+
+    app = FastAPI(title="tinyagent-ft planner", version="1", lifespan=lifespan)
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return error(422, "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        return error(exc.status_code, str(exc.detail))
+
+    def planner_or_503():
+        if state["planner"] is None:
+            return None, error(503, state["error"] or "model is loading", "unavailable")
+        return state["planner"], None
+
+    @app.get("/healthz")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz():
+        planner, err = planner_or_503()
+        if err:
+            return err
+        return {"status": "ready", "classifier": planner.builder.classifier is not None,
+                "index": planner.builder.index is not None}
+
+    @app.get("/v1/tools", response_model=list[ToolOut])
+    async def tools() -> list[ToolOut]:
+        return [ToolOut(name=t.name, app=t.app, signature=t.signature, description=t.description,
+                        args=[ToolArg(name=a.name, type=a.type, nullable=a.nullable) for a in t.args]) for t in TOOLS]
+
+    async def generate(planner, req: PlanRequest):
+        async with lock:  # one generation at a time; the others wait their turn
+            return await asyncio.wait_for(run_in_threadpool(
+                lambda: planner.generate([req.query], tools=[req.tools], max_new_tokens=req.max_new_tokens,
+                                         temperature=req.temperature, num_examples=req.num_examples,
+                                         max_time=timeout_s)[0]), timeout_s + 5)
+
+    async def stream_plan(planner, req: PlanRequest, started: float) -> AsyncIterator[str]:
+        async with lock:
+            shown, prompt_tokens, pieces = await run_in_threadpool(
+                lambda: planner.stream(req.query, tools=req.tools, max_new_tokens=req.max_new_tokens,
+                                       temperature=req.temperature, num_examples=req.num_examples, max_time=timeout_s))
+            splitter = StepSplitter()
+            async for piece in iterate_in_threadpool(pieces):
+                for step in splitter.feed(piece):
+                    yield sse("step", step.model_dump())
+        text = cut_plan(splitter.text)
+        final = plan_response(text.strip(), shown, prompt_tokens, len(planner.tokenizer(text)["input_ids"]), started)
+        for s in final.steps:
+            if s.id > splitter.sent:
+                yield sse("step", s.model_dump())
+        yield sse("done", final.model_dump())
+
+    @app.post("/v1/plan", response_model=PlanResponse)
+    async def plan(req: PlanRequest):
+        started = time.perf_counter()
+        planner, err = planner_or_503()
+        if err:
+            return err
+        if req.stream:
+            return StreamingResponse(stream_plan(planner, req, started), media_type="text/event-stream")
+        try:
+            r = await generate(planner, req)
+        except TimeoutError:
+            return error(504, f"generation took longer than {timeout_s} s", "timeout")
+        return plan_response(r.text, r.tools, r.prompt_tokens, r.completion_tokens, started)
+
+    @app.post("/v1/chat/completions")
+    async def chat(req: ChatRequest):
+        started = time.perf_counter()
+        planner, err = planner_or_503()
+        if err:
+            return err
+        users = [m.content for m in req.messages if m.role == "user" and m.content and m.content.strip()]
+        if not users:
+            return error(400, "messages: need a user message with non-empty content")
+        if len(users[-1]) > 2000:
+            return error(400, "messages: the last user message is over 2000 characters")
+        preq = PlanRequest(query=users[-1], tools=[t.function.name for t in req.tools] if req.tools else None,
+                           max_new_tokens=req.max_completion_tokens or req.max_tokens or 256,
+                           temperature=req.temperature or 0.0)
+        try:
+            r = await generate(planner, preq)
+        except TimeoutError:
+            return error(504, f"generation took longer than {timeout_s} s", "timeout")
+        body = plan_response(r.text, r.tools, r.prompt_tokens, r.completion_tokens, started)
+        return completion(body, req.model or "tinyagent-ft-planner", req.stream)
+
+    return app
+
+
+def tool_calls(body: PlanResponse) -> list[dict]:
+    """Plan steps as OpenAI tool calls; arguments are named after the catalog, ``$k`` references kept."""
+    calls = []
+    for s in body.steps:
+        if s.tool == JOIN or s.tool not in BY_NAME:
+            continue
+        names = [a.name for a in BY_NAME[s.tool].args]
+        args = {names[i] if i < len(names) else f"arg{i}": v for i, v in enumerate(s.args)}
+        calls.append({"id": f"call_{s.id}", "type": "function",
+                      "function": {"name": s.tool, "arguments": json.dumps(args)}})
+    return calls
+
+
+def completion(body: PlanResponse, model: str, stream: bool):
+    cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    calls = tool_calls(body)
+    finish = "tool_calls" if calls else "stop"
+    usage = {"prompt_tokens": body.usage.prompt_tokens, "completion_tokens": body.usage.completion_tokens,
+             "total_tokens": body.usage.prompt_tokens + body.usage.completion_tokens}
+    if not stream:
+        message = {"role": "assistant", "content": None if calls else body.plan_text}
+        if calls:
+            message["tool_calls"] = calls
+        return {"id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}
+
+    def chunk(delta: dict, finish_reason=None) -> str:
+        return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                                      "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}) + "\n\n"
+
+    async def events():
+        yield chunk({"role": "assistant", "content": None if calls else body.plan_text})
+        for i, c in enumerate(calls):
+            yield chunk({"tool_calls": [{"index": i, **c}]})
+        yield chunk({}, finish)
+        yield "data: [DONE]\n\n"
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def planner_app(model: str, device: str | None = None, classifier: str | None = None, index: str | None = None,
+                timeout_s: float = 60.0) -> FastAPI:
+    """The app for a planner folder or preset (what ``tinyagent-ft serve`` runs)."""
+    from tinyagent_ft.planner import Planner
+    return create_app(lambda: Planner.from_pretrained(model, device, classifier=classifier, index=index), timeout_s)

@@ -1,0 +1,119 @@
+"""Request and response bodies. Requests forbid unknown fields and range-check every number."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from tinyagent_ft.catalog import BY_NAME
+
+MAX_QUERY_CHARS = 2000
+
+
+def _known_tools(names: list[str] | None) -> list[str] | None:
+    if names is None:
+        return None
+    unknown = [n for n in names if n not in BY_NAME]
+    if unknown:
+        raise ValueError(f"unknown tool(s) {', '.join(map(repr, unknown))}; GET /v1/tools lists them")
+    if len(set(names)) != len(names):
+        raise ValueError("tool names must be unique")
+    return names
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PlanRequest(Strict):
+    query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S")]
+    tools: Annotated[list[str] | None, Field(max_length=16, description="omit to let the classifier choose")] = None
+    num_examples: Annotated[int | None, Field(ge=0, le=12)] = None
+    max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 256
+    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    stream: bool = False
+
+    _tools = field_validator("tools")(_known_tools)
+
+
+class StepOut(BaseModel):
+    id: int
+    tool: str
+    args: list[Any]
+    dependencies: list[int]
+    thought: str | None = None
+
+
+class Dag(BaseModel):
+    nodes: list[dict]
+    edges: list[tuple[int, int]]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class PlanResponse(BaseModel):
+    plan_text: str
+    steps: list[StepOut]
+    dag: Dag
+    selected_tools: list[str]
+    valid: bool
+    errors: list[str]
+    usage: Usage
+    latency_ms: float
+
+
+class ToolArg(BaseModel):
+    name: str
+    type: str
+    nullable: bool
+
+
+class ToolOut(BaseModel):
+    name: str
+    app: str
+    signature: str
+    description: str
+    args: list[ToolArg]
+
+
+# --- the OpenAI chat-completions subset ---
+
+class ChatMessage(Strict):
+    role: Literal["system", "user", "assistant", "tool", "developer"]
+    content: Annotated[str | None, Field(max_length=MAX_QUERY_CHARS * 4)] = None
+    name: str | None = None
+    tool_calls: list[dict] | None = None
+    tool_call_id: str | None = None
+
+
+class FunctionName(BaseModel):
+    model_config = ConfigDict(extra="allow")  # description and parameters are the catalog's; ignored
+    name: str
+
+
+class ChatTool(Strict):
+    type: Literal["function"]
+    function: FunctionName
+
+
+class ChatRequest(Strict):
+    model: str | None = None
+    messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)]
+    tools: Annotated[list[ChatTool] | None, Field(max_length=16)] = None
+    tool_choice: str | dict | None = None
+    stream: bool = False
+    max_tokens: Annotated[int | None, Field(ge=1, le=1024)] = None
+    max_completion_tokens: Annotated[int | None, Field(ge=1, le=1024)] = None
+    temperature: Annotated[float | None, Field(ge=0, le=2)] = None
+    n: Annotated[int | None, Field(ge=1, le=1)] = None
+    user: str | None = None
+
+    @field_validator("tools")
+    @classmethod
+    def _catalog_tools(cls, tools):
+        if tools is not None:
+            _known_tools([t.function.name for t in tools])
+        return tools
