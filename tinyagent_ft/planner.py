@@ -66,6 +66,7 @@ class Planner:
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.oracle_negatives: int | None = None
+        self.max_new_tokens = 256  # what plan() generates at most (the longest synthetic plans are ~190 tokens)
         self._rng = random.Random(0)
         self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
 
@@ -159,7 +160,7 @@ class Planner:
         tools = None
         if self.oracle_negatives is not None and gold_tools is not None:
             tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng) for g in gold_tools]
-        return [r.text for r in self.generate(queries, dates, tools)]
+        return [r.text for r in self.generate(queries, dates, tools, self.max_new_tokens, batch_size=len(queries))]
 
     def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,
                max_new_tokens: int = 256, temperature: float = 0.0, num_examples: int | None = None,

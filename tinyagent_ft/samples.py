@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import random
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -40,12 +39,10 @@ def training_tools(examples: Sequence[Example], mode: str, negatives: int, build
     or all 16; shuffled so position carries no signal."""
     if mode == "gold":
         return [sample_prompt_tools(e.tools, negatives, rng) for e in examples]
-    chosen = builder.select_tools([e.query for e in examples]) if mode == "classifier" else [set() for _ in examples]
-    out = []
-    for e, c in zip(examples, chosen):
-        tools = sample_prompt_tools(e.tools | c, None if mode == "all" else 0, rng)
-        out.append(tools)
-    return out
+    if mode == "all":
+        return [sample_prompt_tools(e.tools, None, rng) for e in examples]
+    chosen = builder.select_tools([e.query for e in examples])
+    return [sample_prompt_tools(e.tools | c, 0, rng) for e, c in zip(examples, chosen)]
 
 
 def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder, tools: Sequence[Sequence[str]],

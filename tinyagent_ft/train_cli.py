@@ -58,6 +58,7 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
              num_examples: int | None = typer.Option(None, help="override the in-context example count"),
              oracle_negatives: int | None = typer.Option(None, min=0, max=15, help="show each query's gold tools plus N "
                                                          "random others instead of selecting tools (upper bound)"),
+             max_new_tokens: int = typer.Option(256, min=1, max=2048),
              batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
     from eval.harness import run
@@ -70,7 +71,7 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
         planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples)
     except (OSError, ValueError) as exc:
         raise UserError(f"--model {model}: {str(exc).splitlines()[0]}") from None
-    planner.oracle_negatives = oracle_negatives
+    planner.oracle_negatives, planner.max_new_tokens = oracle_negatives, max_new_tokens
     with progress_bar() as bar:
         task = bar.add_task("plan", total=len(examples))
         report = run(planner, examples, out, batch_size, progress=lambda n: bar.advance(task, n))

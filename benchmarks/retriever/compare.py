@@ -59,7 +59,7 @@ def main() -> None:
     base = rows["all tools"]["prompt_tokens_mean"]
     print(f"{len(examples)} {args.split} queries, {args.examples} in-context examples per prompt, "
           f"index of {len(index):,}; example search {search_ms:.2f} ms/query")
-    print(f"| method | tool recall | mean tools | mean prompt tokens | vs all tools |\n|---|---|---|---|---|")
+    print("| method | tool recall | mean tools | mean prompt tokens | vs all tools |\n|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['recall']:.4f} | {r['mean_tools']:.2f} | {r['prompt_tokens_mean']:,.0f} | "
               f"{r['prompt_tokens_mean'] / base:.2f}x |")

@@ -98,7 +98,7 @@ def main() -> None:
             if proc:
                 proc.terminate()
                 proc.wait(10)
-    print(f"| model | clients | requests | errors | throughput (req/s) | p50 (ms) | p95 (ms) |\n|---|---|---|---|---|---|---|")
+    print("| model | clients | requests | errors | throughput (req/s) | p50 (ms) | p95 (ms) |\n|---|---|---|---|---|---|---|")
     for model, r in rows.items():
         print(f"| {model} | {r['clients']} | {r['requests']} | {r['errors']} | {r['throughput_rps']:.2f} | "
               f"{r['p50_ms']:,.0f} | {r['p95_ms']:,.0f} |")
