@@ -71,23 +71,27 @@ class BodyLimit:
         too_big = error(413, f"request body over {self.limit} bytes")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
             return await too_big(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        if declared is not None:
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True  # no declared length (chunked): read up to the cap, then replay
+        while more:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooBig
-            return message
-        try:
-            await self.app(scope, counted, send)
-        except _TooBig:
-            await too_big(scope, receive, send)
+            if message["type"] != "http.request":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                return await too_big(scope, receive, send)
+            more = message.get("more_body", False)
+        replayed = False
 
-
-class _TooBig(Exception):
-    pass
+        async def replay():
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+        await self.app(scope, replay, send)
 
 
 class StepSplitter:

@@ -30,7 +30,7 @@ class PlanRequest(Strict):
     tools: Annotated[list[str] | None, Field(max_length=16, description="omit to let the classifier choose")] = None
     num_examples: Annotated[int | None, Field(ge=0, le=12)] = None
     max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 256
-    temperature: Annotated[float, Field(ge=0, le=2)] = 0.0
+    temperature: Annotated[float, Field(ge=0, le=2, description="0 (or below 0.001): greedy")] = 0.0
     stream: bool = False
 
     _tools = field_validator("tools")(_known_tools)

@@ -144,12 +144,12 @@ def test_streaming_events_in_order(client):
 
 def test_plan_steps_become_openai_tool_calls():
     body = plan_response(PLAN, ["get_email_address", "create_calendar_event"], 100, 40, time.perf_counter())
-    assert body.valid and [s.dependencies for s in body.steps] == [[], [], [1, 2], [3]]
-    assert body.dag.edges == [(1, 3), (2, 3), (3, 4)]
+    assert body.valid and [s.dependencies for s in body.steps] == [[], [], [1, 2], []]
+    assert body.dag.edges == [(1, 3), (2, 3)] and [n["tool"] for n in body.dag.nodes][-1] == "join"
     calls = tool_calls(body)
     assert [c["function"]["name"] for c in calls] == ["get_email_address", "get_email_address", "create_calendar_event"]
     args = json.loads(calls[2]["function"]["arguments"])
-    assert args["participants"] == ["$1", "$2"] and args["title"] == "Sync"
+    assert args["invitees"] == ["$1", "$2"] and args["title"] == "Sync" and args["calendar"] == ""
 
 
 def test_chat_completions_in_process(client):
@@ -222,6 +222,7 @@ def test_fuzz_openapi_schema_finds_no_server_error(server):
     """Valid and invalid bodies generated from the OpenAPI schema: nothing may come back 5xx."""
     import schemathesis
     from hypothesis import HealthCheck, given, settings
+    from hypothesis.errors import Unsatisfiable
     schema = schemathesis.openapi.from_url(server + "/openapi.json")
     failures, calls = [], 0
     for result in schema.get_all_operations():
@@ -237,5 +238,8 @@ def test_fuzz_openapi_schema_finds_no_server_error(server):
                 calls += 1
                 if response.status_code >= 500:
                     failures.append((operation.label, mode.value, response.status_code, case.body))
-            check()
-    assert calls > 100 and not failures, failures[:3]
+            try:
+                check()
+            except Unsatisfiable:  # no invalid input exists for a GET without parameters
+                assert mode == schemathesis.GenerationMode.NEGATIVE and operation.method.upper() == "GET"
+    assert calls > 50 and not failures, failures[:3]

@@ -25,6 +25,7 @@ from .samples import prompt_ids
 
 SETTINGS_FILE = "planner.json"
 CLASSIFIER_DIR, INDEX_DIR = "tool_classifier", "example_index"
+MIN_TEMPERATURE = 1e-3  # below this sampling overflows (logits / T); treated as greedy
 
 
 @dataclass
@@ -122,7 +123,7 @@ class Planner:
     def _generation_kwargs(self, max_new_tokens: int, temperature: float, max_time: float | None) -> dict:
         kw = dict(max_new_tokens=max_new_tokens, stop_strings=[END_OF_PLAN], tokenizer=self.tokenizer,
                   pad_token_id=self.tokenizer.pad_token_id, use_cache=True, max_time=max_time)
-        if temperature > 0:
+        if temperature >= MIN_TEMPERATURE:
             return kw | dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         return kw | dict(do_sample=False, temperature=None, top_p=None, top_k=None)
 
