@@ -36,6 +36,8 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         load_config(None, ["training.batch_size=0"])
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(None, ["optimizer.lr"])
+    with pytest.raises(ConfigError, match="tools=classifier needs prompt.classifier"):
+        load_config(None, ["prompt.tools=classifier"])
     assert load_config(None, ["optimizer.lr=3e-4", "prompt.negatives=0"]).optimizer.lr == 3e-4
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class Section(BaseModel):
@@ -36,6 +36,12 @@ class PromptConfig(Section):
     classifier: str | None = Field(None, description="tool classifier folder (retriever train)")
     index: str | None = Field(None, description="example index folder (retriever index)")
     guidelines: bool = Field(True, description="include the guideline block (off shortens prompts for CPU demos)")
+
+    @model_validator(mode="after")
+    def _classifier_given(self):
+        if self.tools == "classifier" and not self.classifier:
+            raise ValueError("tools=classifier needs prompt.classifier (a folder from `retriever train`)")
+        return self
 
 
 class OptimizerConfig(Section):

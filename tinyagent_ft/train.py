@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from .config import TrainConfig
+from .config import ConfigError, TrainConfig
 from .console import progress_bar
 from .monitor import TrainingMonitor
 from .data import load_dataset
@@ -100,10 +100,11 @@ def build_optimizer(model, cfg: TrainConfig):
 def load_retrievers(cfg: TrainConfig):
     from retriever import ExampleIndex, ToolClassifier
     p = cfg.prompt
-    clf = ToolClassifier.from_pretrained(p.classifier) if p.classifier else None
-    index = ExampleIndex.load(p.index) if p.index else None
-    if p.tools == "classifier" and clf is None:
-        raise ValueError("prompt.tools=classifier needs prompt.classifier (a folder from `retriever train`)")
+    try:
+        clf = ToolClassifier.from_pretrained(p.classifier) if p.classifier else None
+        index = ExampleIndex.load(p.index) if p.index else None
+    except (FileNotFoundError, OSError) as exc:
+        raise ConfigError(f"prompt.classifier/prompt.index: {exc}") from None
     return clf, index
 
 
@@ -183,7 +184,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                                        lambda n: bar.advance(task, n))
     log(f"samples: {stats.summary()}")
     if not samples:
-        raise ValueError(f"no training sample fits data.max_length={cfg.data.max_length}")
+        raise ConfigError(f"data.max_length={cfg.data.max_length}: no training sample fits; raise it")
     val_tools = validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed)
 
     bf16 = cfg.model.dtype != "float32" and bf16_supported(device)  # mixed precision over fp32 weights
