@@ -21,7 +21,7 @@ from eval.plan import parse_plan
 from tinyagent_ft.catalog import BY_NAME, JOIN, TOOLS
 from tinyagent_ft.planner import cut_plan
 
-from .schemas import (ChatRequest, Dag, PlanRequest, PlanResponse, StepOut, ToolArg, ToolOut, Usage)
+from .schemas import MAX_QUERY_CHARS, ChatRequest, Dag, PlanRequest, PlanResponse, StepOut, ToolArg, ToolOut, Usage
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -69,9 +69,9 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         too_big = error(413, f"request body over {self.limit} bytes")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            return await too_big(scope, receive, send)
         if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
+                return await too_big(scope, receive, send)
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True  # no declared length (chunked): read up to the cap, then replay
         while more:
@@ -165,12 +165,17 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
         return [ToolOut(name=t.name, app=t.app, signature=t.signature, description=t.description,
                         args=[ToolArg(name=a.name, type=a.type, nullable=a.nullable) for a in t.args]) for t in TOOLS]
 
-    async def generate(planner, req: PlanRequest):
-        async with lock:  # one generation at a time; the others wait their turn
-            return await asyncio.wait_for(run_in_threadpool(
-                lambda: planner.generate([req.query], tools=[req.tools], max_new_tokens=req.max_new_tokens,
-                                         temperature=req.temperature, num_examples=req.num_examples,
-                                         max_time=timeout_s)[0]), timeout_s + 5)
+    async def generate(planner, req: PlanRequest, started: float) -> PlanResponse | JSONResponse:
+        """The plan, or a 504 when generation outlives the timeout."""
+        try:
+            async with lock:  # one generation at a time; the others wait their turn
+                r = await asyncio.wait_for(run_in_threadpool(
+                    lambda: planner.generate([req.query], tools=[req.tools], max_new_tokens=req.max_new_tokens,
+                                             temperature=req.temperature, num_examples=req.num_examples,
+                                             max_time=timeout_s)[0]), timeout_s + 5)
+        except TimeoutError:
+            return error(504, f"generation took longer than {timeout_s} s", "timeout")
+        return plan_response(r.text, r.tools, r.prompt_tokens, r.completion_tokens, started)
 
     async def stream_plan(planner, req: PlanRequest, started: float) -> AsyncIterator[str]:
         async with lock:
@@ -196,11 +201,7 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
             return err
         if req.stream:
             return StreamingResponse(stream_plan(planner, req, started), media_type="text/event-stream")
-        try:
-            r = await generate(planner, req)
-        except TimeoutError:
-            return error(504, f"generation took longer than {timeout_s} s", "timeout")
-        return plan_response(r.text, r.tools, r.prompt_tokens, r.completion_tokens, started)
+        return await generate(planner, req, started)
 
     @app.post("/v1/chat/completions")
     async def chat(req: ChatRequest):
@@ -211,16 +212,14 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
         users = [m.content for m in req.messages if m.role == "user" and m.content and m.content.strip()]
         if not users:
             return error(400, "messages: need a user message with non-empty content")
-        if len(users[-1]) > 2000:
-            return error(400, "messages: the last user message is over 2000 characters")
+        if len(users[-1]) > MAX_QUERY_CHARS:
+            return error(400, f"messages: the last user message is over {MAX_QUERY_CHARS} characters")
         preq = PlanRequest(query=users[-1], tools=[t.function.name for t in req.tools] if req.tools else None,
                            max_new_tokens=req.max_completion_tokens or req.max_tokens or 256,
                            temperature=req.temperature or 0.0)
-        try:
-            r = await generate(planner, preq)
-        except TimeoutError:
-            return error(504, f"generation took longer than {timeout_s} s", "timeout")
-        body = plan_response(r.text, r.tools, r.prompt_tokens, r.completion_tokens, started)
+        body = await generate(planner, preq, started)
+        if isinstance(body, JSONResponse):
+            return body
         return completion(body, req.model or "tinyagent-ft-planner", req.stream)
 
     return app

@@ -7,22 +7,19 @@ import time
 from pathlib import Path
 
 from .config import load_config
-from .console import console, progress_bar
+from .console import console
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 METRICS = ("success_rate", "success_rate_strict", "parse_rate", "tool_f1_micro", "edge_f1", "arg_f1")
 
 
 def _evaluate(name: str, model: str, examples, out: Path, classifier: Path, index: Path, num_examples: int) -> dict:
-    from eval.harness import run
-
     from .planner import Planner
+    from .train_cli import plan_and_score
     planner = Planner.from_pretrained(model, classifier=classifier, index=index, num_examples=num_examples)
     planner.max_new_tokens = 200  # a base model that never stops costs the most here
-    with progress_bar() as bar:
-        task = bar.add_task(f"plan ({name})", total=len(examples))
-        report = run(planner, examples, out, batch_size=16, ged_timeout=None, progress=lambda n: bar.advance(task, n))
-    return {**{k: report["metrics"][k] for k in METRICS}, **planner.throughput()}
+    report = plan_and_score(planner, examples, out, batch_size=16, ged_timeout=None, label=f"plan ({name})")
+    return {**{k: report["metrics"][k] for k in METRICS}, **report["throughput"]}
 
 
 def _plot(rows: dict, path: Path) -> None:
@@ -42,10 +39,11 @@ def _plot(rows: dict, path: Path) -> None:
 
 def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: int = 100, seed: int = 0,
              overrides: list[str] = ()) -> dict:
-    from retriever import ClassifierConfig, ExampleIndex, load_labelled, train_classifier
+    from retriever import ClassifierConfig, Labelled, load_labelled, train_classifier
     from retriever.tool_classifier import calibrate_threshold, evaluate_classifier
 
     from .data import load_dataset
+    from .retriever_cli import build_index
     from .synth.generate import SynthConfig, synthesize
     from .train import run_training
     out.mkdir(parents=True, exist_ok=True)
@@ -69,14 +67,11 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: in
     clf.threshold = calibrate_threshold(clf, val, 0.99) or clf.threshold  # short prompts matter on a CPU
     clf.save_pretrained(clf_dir, extra={"calibrated_on": "validation", "target_recall": 0.99})
     test = load_dataset(data, "test").examples[:test_size]
-    selection = evaluate_classifier(clf, load_labelled(data, "test")[:test_size])
+    selection = evaluate_classifier(clf, [Labelled(e.query, e.tools) for e in test])
     stage("classifier")
 
     console.rule("3/5 example index")
-    train_examples = load_dataset(data, "train").examples
-    with progress_bar() as bar:
-        task = bar.add_task("embed", total=len({e.query for e in train_examples}))
-        ExampleIndex.build(train_examples, progress=lambda k: bar.advance(task, k)).save(index_dir)
+    build_index(load_dataset(data, "train").examples, index_dir)
     stage("index")
 
     console.rule(f"4/5 fine-tune {cfg.model.name} with {cfg.optimizer.name}")

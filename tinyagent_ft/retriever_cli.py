@@ -93,15 +93,20 @@ def index(data: str = typer.Option(..., help="dataset directory, file or hub id"
           out: Path = typer.Option(..., help="output folder"), split: str = typer.Option("train"),
           encoder: str | None = typer.Option(None, help="sentence-transformers model; default the packaged MiniLM")):
     """Embed the solved examples once and save the index (embeddings + records)."""
-    from retriever import ExampleIndex
     from tinyagent_ft.data import load_dataset
-    examples = load_dataset(data, split).examples
     start = time.perf_counter()
+    idx = build_index(load_dataset(data, split).examples, out, encoder)
+    console.print(f"indexed {len(idx):,} examples in {time.perf_counter() - start:.1f} s -> {out}")
+
+
+def build_index(examples, out: Path, encoder: str | None = None):
+    """Embed ``examples`` with a progress bar (one step per distinct query) and save the index to ``out``."""
+    from retriever import ExampleIndex
     with progress_bar() as bar:
         task = bar.add_task("embed", total=len({e.query for e in examples}))
         idx = ExampleIndex.build(examples, encoder, progress=lambda n: bar.advance(task, n))
     idx.save(out)
-    console.print(f"indexed {len(idx):,} examples in {time.perf_counter() - start:.1f} s -> {out}")
+    return idx
 
 
 @retriever_app.command("search")

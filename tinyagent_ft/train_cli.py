@@ -61,8 +61,6 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
              max_new_tokens: int = typer.Option(256, min=1, max=2048),
              batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
-    from eval.harness import run
-
     from .cli import print_report
     from .data import load_dataset
     from .planner import Planner
@@ -72,13 +70,21 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
     except (OSError, ValueError) as exc:
         raise UserError(f"--model {model}: {str(exc).splitlines()[0]}") from None
     planner.oracle_negatives, planner.max_new_tokens = oracle_negatives, max_new_tokens
-    with progress_bar() as bar:
-        task = bar.add_task("plan", total=len(examples))
-        report = run(planner, examples, out, batch_size, progress=lambda n: bar.advance(task, n))
-    throughput = planner.throughput()
-    report["throughput"] = throughput
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    report = plan_and_score(planner, examples, out, batch_size)
+    throughput = report["throughput"]
     print_report(report)
     console.print(f"{throughput['plans_per_second']:.2f} plans/s, {throughput['prompt_tokens'] / max(throughput['plans'], 1):,.0f} "
                   f"prompt + {throughput['completion_tokens'] / max(throughput['plans'], 1):,.0f} completion tokens per plan; "
                   f"reports in {out}")
+
+
+def plan_and_score(planner, examples, out: Path, batch_size: int, ged_timeout: float | None = 0.5,
+                   label: str = "plan") -> dict:
+    """``eval.harness.run`` with a progress bar; the report (rewritten in ``out``) gains the planner's throughput."""
+    from eval.harness import run
+    with progress_bar() as bar:
+        task = bar.add_task(label, total=len(examples))
+        report = run(planner, examples, out, batch_size, ged_timeout, progress=lambda n: bar.advance(task, n))
+    report["throughput"] = planner.throughput()
+    (Path(out) / "report.json").write_text(json.dumps(report, indent=2))
+    return report
