@@ -57,7 +57,9 @@ def _signatures(plan: Plan) -> dict[int, tuple]:
 
 
 def structure_match(gold: Plan, pred: Plan) -> bool:
-    if not (gold.valid and pred.valid) or len(gold.steps) != len(pred.steps):
+    """TinyAgent's criterion: tools and dependencies only, so argument count or type problems (in gold
+    or prediction) do not fail it; unknown tools, bad references or a missing join do."""
+    if not (gold.parses and pred.parses) or len(gold.steps) != len(pred.steps):
         return False
     sg, sp = _signatures(gold), _signatures(pred)
     if Counter(sg.values()) != Counter(sp.values()):
@@ -103,4 +105,5 @@ def canonical_nodes(plan: Plan) -> Counter:
 
 
 def strict_match(gold: Plan, pred: Plan) -> bool:
-    return structure_match(gold, pred) and canonical_nodes(gold) == canonical_nodes(pred)
+    """Structure plus equal arguments; a plan with an argument count or type problem never matches."""
+    return gold.valid and pred.valid and structure_match(gold, pred) and canonical_nodes(gold) == canonical_nodes(pred)

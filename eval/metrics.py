@@ -59,6 +59,8 @@ def score_pair(gold_text: str, pred_text: str | None, ged_timeout: float | None 
         "success": structure_match(gold, pred),
         "success_strict": strict_match(gold, pred),
         "parsed": pred.valid,
+        "argument_problems": pred.parses and not pred.valid,  # scored for structure, fails strict
+        "gold_argument_problems": gold.parses and not gold.valid,
         "errors": ["missing: no prediction"] if pred_text is None else [str(e) for e in pred.errors],
         "n_calls": len(gold.tools),
         "shape": plan_shape(gold),
@@ -81,6 +83,7 @@ def _summary(rows: list[dict]) -> dict:
            "success_rate": sum(r["success"] for r in rows) / n,
            "success_rate_strict": sum(r["success_strict"] for r in rows) / n,
            "parse_rate": sum(r["parsed"] for r in rows) / n,
+           "argument_problems": sum(r["argument_problems"] for r in rows),
            "tool_f1": prf(*tot("tools"))["f1"],
            "edge_f1": prf(*tot("edges"))["f1"],
            "arg_f1": prf(*tot("args"))["f1"]}

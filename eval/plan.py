@@ -22,6 +22,8 @@ _ACTION = re.compile(r"^\s*(\d+)\. (\w+)\((.*)\)(\s*#\w+)?\s*$")
 _STEP_LIKE = re.compile(r"^\s*\d+\.\s")
 _THOUGHT = re.compile(r"^\s*Thought: ?(.*)$")
 REFERENCE = re.compile(r"\$\{?(\d+)\}?")
+# Problems TinyAgent's metric never sees: a plan with only these still has a structure to score.
+ARGUMENT_ERRORS = frozenset({"arg_count", "arg_type"})
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,13 @@ class Plan:
 
     @property
     def valid(self) -> bool:
+        """Parses and matches the tools' argument schema."""
         return not self.errors
+
+    @property
+    def parses(self) -> bool:
+        """Steps, tools, references and join are sound; arguments may still be off in count or type."""
+        return all(e.code in ARGUMENT_ERRORS for e in self.errors)
 
     @property
     def tools(self) -> list[str]:

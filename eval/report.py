@@ -46,12 +46,16 @@ def score(gold: Iterable, predictions: dict[str, str], ged_timeout: float | None
         rows.append(row)
         examples.append({"id": ex.id, "success": row["success"], "success_strict": row["success_strict"],
                          "errors": row["errors"], "n_calls": row["n_calls"], "shape": row["shape"],
+                         "argument_problems": row["argument_problems"], "gold_argument_problems": row["gold_argument_problems"],
                          **({"ged": row["ged"]} if "ged" in row else {})})
         if progress:
             progress()
     metrics, breakdown = aggregate(rows)
     return {"metrics": metrics, "breakdown": breakdown, "examples": examples,
             "missing_predictions": [e["id"] for e in examples if e["errors"][:1] == ["missing: no prediction"]],
+            # plans scored for structure despite argument count/type problems (they fail strict)
+            "argument_problem_predictions": [e["id"] for e in examples if e["argument_problems"]],
+            "gold_argument_problems": [e["id"] for e in examples if e["gold_argument_problems"]],
             "unknown_prediction_ids": sorted(set(predictions) - gold_ids)}
 
 
@@ -63,6 +67,11 @@ def to_markdown(report: dict) -> str:
     lines += [f"| {k} | {m[k]:.4f} |" for k in keys]
     if "ged_timeouts" in m:
         lines.append(f"| ged_timeouts | {m['ged_timeouts']} |")
+    lines.append(f"| predictions with argument problems (structure scored, strict failed) | {m['argument_problems']} |")
+    if report.get("gold_argument_problems"):
+        lines.append(f"| gold plans with argument problems | {len(report['gold_argument_problems'])} |")
+    if "forced_endings" in report.get("throughput", {}):
+        lines.append(f"| constrained decoding: forced endings | {report['throughput']['forced_endings']} |")
     for name, groups in report["breakdown"].items():
         lines += ["", f"**{name.replace('_', ' ')}**", "",
                   "| group | count | success | strict | parse | tool F1 | edge F1 |", "|---|---|---|---|---|---|---|"]

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from eval.dag import build_graph
 from eval.plan import parse_plan
 from tinyagent_ft.catalog import BY_NAME, JOIN, TOOLS
-from tinyagent_ft.planner import cut_plan
+from tinyagent_ft.planner import PlanResult, plan_result
 
 from .schemas import MAX_QUERY_CHARS, ChatRequest, Dag, PlanRequest, PlanResponse, StepOut, ToolArg, ToolOut, Usage
 
@@ -44,13 +44,14 @@ def step_out(step) -> StepOut:
                    thought=step.thought)
 
 
-def plan_response(text: str, tools: list[str], prompt_tokens: int, completion_tokens: int, started: float) -> PlanResponse:
-    plan = parse_plan(text)
+def plan_response(r: PlanResult, started: float) -> PlanResponse:
+    plan = parse_plan(r.text)
     g = build_graph(plan)
-    return PlanResponse(plan_text=text, steps=[step_out(s) for s in plan.steps],
+    return PlanResponse(plan_text=r.text, steps=[step_out(s) for s in plan.steps],
                         dag=Dag(nodes=[{"id": n, "tool": d["tool"]} for n, d in g.nodes(data=True)], edges=list(g.edges)),
-                        selected_tools=tools, valid=plan.valid, errors=[str(e) for e in plan.errors],
-                        usage=Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens),
+                        selected_tools=r.tools, valid=plan.valid, errors=[str(e) for e in plan.errors],
+                        constrained=r.constrained, forced_end=r.forced_end,
+                        usage=Usage(prompt_tokens=r.prompt_tokens, completion_tokens=r.completion_tokens),
                         latency_ms=round(1000 * (time.perf_counter() - started), 1))
 
 
@@ -172,22 +173,26 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
                 r = await asyncio.wait_for(run_in_threadpool(
                     lambda: planner.generate([req.query], tools=[req.tools], max_new_tokens=req.max_new_tokens,
                                              temperature=req.temperature, num_examples=req.num_examples,
-                                             max_time=timeout_s)[0]), timeout_s + 5)
+                                             max_time=timeout_s, constrain=req.constrain)[0]), timeout_s + 5)
         except TimeoutError:
             return error(504, f"generation took longer than {timeout_s} s", "timeout")
-        return plan_response(r.text, r.tools, r.prompt_tokens, r.completion_tokens, started)
+        except ValueError as exc:  # e.g. a budget too small for any constrained plan
+            return error(422, str(exc))
+        return plan_response(r, started)
 
     async def stream_plan(planner, req: PlanRequest, started: float) -> AsyncIterator[str]:
         async with lock:
-            shown, prompt_tokens, pieces = await run_in_threadpool(
+            shown, prompt_tokens, pieces, constraint = await run_in_threadpool(
                 lambda: planner.stream(req.query, tools=req.tools, max_new_tokens=req.max_new_tokens,
-                                       temperature=req.temperature, num_examples=req.num_examples, max_time=timeout_s))
+                                       temperature=req.temperature, num_examples=req.num_examples, max_time=timeout_s,
+                                       constrain=req.constrain))
             splitter = StepSplitter()
             async for piece in iterate_in_threadpool(pieces):
                 for step in splitter.feed(piece):
                     yield sse("step", step.model_dump())
-        text = cut_plan(splitter.text)
-        final = plan_response(text.strip(), shown, prompt_tokens, len(planner.tokenizer(text)["input_ids"]), started)
+        tokens = len(planner.tokenizer(splitter.text)["input_ids"])
+        final = plan_response(plan_result(splitter.text, shown, prompt_tokens, tokens, constraint is not None,
+                                          bool(constraint and constraint.forced_rows[0])), started)
         for s in final.steps:
             if s.id > splitter.sent:
                 yield sse("step", s.model_dump())
@@ -216,7 +221,7 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
             return error(400, f"messages: the last user message is over {MAX_QUERY_CHARS} characters")
         preq = PlanRequest(query=users[-1], tools=[t.function.name for t in req.tools] if req.tools else None,
                            max_new_tokens=req.max_completion_tokens or req.max_tokens or 256,
-                           temperature=req.temperature or 0.0)
+                           temperature=req.temperature or 0.0, constrain=req.constrain)
         body = await generate(planner, preq, started)
         if isinstance(body, JSONResponse):
             return body
@@ -249,7 +254,8 @@ def completion(body: PlanResponse, model: str, stream: bool):
         if calls:
             message["tool_calls"] = calls
         return {"id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage}
+                "choices": [{"index": 0, "message": message, "finish_reason": finish}], "usage": usage,
+                "plan": {"valid": body.valid, "constrained": body.constrained, "forced_end": body.forced_end}}
 
     def chunk(delta: dict, finish_reason=None) -> str:
         return "data: " + json.dumps({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -267,5 +273,11 @@ def completion(body: PlanResponse, model: str, stream: bool):
 def planner_app(model: str, device: str | None = None, classifier: str | None = None, index: str | None = None,
                 timeout_s: float = 60.0) -> FastAPI:
     """The app for a planner folder or preset (what ``tinyagent-ft serve`` runs)."""
+    from tinyagent_ft.constrain import PlanConstraint
     from tinyagent_ft.planner import Planner
-    return create_app(lambda: Planner.from_pretrained(model, device, classifier=classifier, index=index), timeout_s)
+
+    def load() -> Planner:
+        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index)
+        PlanConstraint.for_tokenizer(planner.tokenizer)  # the grammar engine's vocabulary, before the first request
+        return planner
+    return create_app(load, timeout_s)

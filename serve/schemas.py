@@ -3,11 +3,18 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tinyagent_ft.catalog import BY_NAME
 
 MAX_QUERY_CHARS = 2000
+MIN_CONSTRAINED_TOKENS = 24  # "1. join()<END_OF_PLAN>" fits in this many tokens with any tokenizer
+
+
+def _budget_fits(constrain: bool, max_tokens: int | None, field: str) -> None:
+    if constrain and max_tokens is not None and max_tokens < MIN_CONSTRAINED_TOKENS:
+        raise ValueError(f"{field} must be at least {MIN_CONSTRAINED_TOKENS} with constrain=true "
+                         "(the shortest plan must fit)")
 
 
 def _known_tools(names: list[str] | None) -> list[str] | None:
@@ -32,8 +39,14 @@ class PlanRequest(Strict):
     max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 256
     temperature: Annotated[float, Field(ge=0, le=2, description="0 (or below 0.001): greedy")] = 0.0
     stream: bool = False
+    constrain: bool = Field(True, description="decode under the plan grammar (false: free decoding)")
 
     _tools = field_validator("tools")(_known_tools)
+
+    @model_validator(mode="after")
+    def _budget(self):
+        _budget_fits(self.constrain, self.max_new_tokens, "max_new_tokens")
+        return self
 
 
 class StepOut(BaseModel):
@@ -61,6 +74,8 @@ class PlanResponse(BaseModel):
     selected_tools: list[str]
     valid: bool
     errors: list[str]
+    constrained: bool = Field(description="decoded under the plan grammar")
+    forced_end: bool = Field(description="the token budget ran out and the shortest plan ending was forced")
     usage: Usage
     latency_ms: float
 
@@ -110,6 +125,12 @@ class ChatRequest(Strict):
     temperature: Annotated[float | None, Field(ge=0, le=2)] = None
     n: Annotated[int | None, Field(ge=1, le=1)] = None
     user: str | None = None
+    constrain: bool = Field(True, description="extension: decode under the plan grammar (false: free decoding)")
+
+    @model_validator(mode="after")
+    def _budget(self):
+        _budget_fits(self.constrain, self.max_completion_tokens or self.max_tokens, "max_tokens")
+        return self
 
     @field_validator("tools")
     @classmethod

@@ -14,6 +14,7 @@ class Arg:
     name: str
     type: str  # one of ARG_TYPES
     nullable: bool = False  # None accepted where the value does not apply
+    format: str | None = None  # "datetime": 'YYYY-MM-DD HH:MM:SS' or 'YYYY-MM-DD'
 
     @property
     def is_list(self) -> bool:
@@ -44,7 +45,8 @@ TOOLS: tuple[Tool, ...] = (
     _tool(0, "calendar",
           "create_calendar_event(title: str, start_date: str, end_date: str, location: str, "
           "invitees: list[str], notes: str, calendar: str) -> str",
-          [("title", "str"), ("start_date", "str"), ("end_date", "str"), ("location", "str", True),
+          [("title", "str"), ("start_date", "str", False, "datetime"), ("end_date", "str", False, "datetime"),
+           ("location", "str", True),
            ("invitees", "list[str]"), ("notes", "str", True), ("calendar", "str", True)],
           ["Create a calendar event.",
            "The format for start_date and end_date is 'YYYY-MM-DD HH:MM:SS'.",
@@ -115,7 +117,7 @@ TOOLS: tuple[Tool, ...] = (
     _tool(13, "reminders",
           "create_reminder(name: str, due_date: str, notes: str, list_name: str, priority: int, "
           "all_day: bool) -> str",
-          [("name", "str"), ("due_date", "str", True), ("notes", "str", True), ("list_name", "str", True),
+          [("name", "str"), ("due_date", "str", True, "datetime"), ("notes", "str", True), ("list_name", "str", True),
            ("priority", "int"), ("all_day", "bool")],
           ["Create a new reminder.",
            "The format for due_date is 'YYYY-MM-DD HH:MM:SS'; use an empty string if there is none.",
@@ -129,7 +131,7 @@ TOOLS: tuple[Tool, ...] = (
     _tool(15, "zoom",
           "get_zoom_meeting_link(topic: str, start_time: str, duration: int, "
           "meeting_invitees: Sequence[str]) -> str",
-          [("topic", "str"), ("start_time", "str"), ("duration", "int"), ("meeting_invitees", "list[str]")],
+          [("topic", "str"), ("start_time", "str", False, "datetime"), ("duration", "int"), ("meeting_invitees", "list[str]")],
           ["Create a Zoom meeting and return its link.",
            "The format for start_time is 'YYYY-MM-DD HH:MM:SS'; duration is in minutes.",
            "meeting_invitees is a list of email addresses.",

@@ -92,8 +92,11 @@ def data_show(data: str = typer.Argument(...), split: str = typer.Option("train"
 @data_app.command("validate")
 def data_validate(data: str = typer.Argument(...), split: str = typer.Option("train")):
     """Load with --strict semantics: stop at the first bad record, naming it."""
+    from eval.plan import parse_plan
     loaded = load_dataset(data, split, strict=True)
-    console.print(f"{loaded.path}: {len(loaded):,} records, all valid")
+    off = sum(not parse_plan(e.plan).valid for e in loaded)
+    console.print(f"{loaded.path}: {len(loaded):,} records, all valid"
+                  + (f"; {off:,} with argument count/type problems (kept: structure is scored, strict fails)" if off else ""))
 
 
 @app.command("score")

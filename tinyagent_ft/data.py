@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from eval.plan import parse_plan
+from eval.plan import ARGUMENT_ERRORS, parse_plan
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -79,8 +79,8 @@ def make_example(rid: str, query, plan, prompt: str | None = None, today: dateti
     if not isinstance(plan, str) or not plan.strip():
         raise _Skip("raw_output", "plan is missing or empty")
     parsed = parse_plan(plan)
-    if not parsed.valid:
-        raise _Skip("raw_output", f"plan is invalid ({parsed.errors[0].code})")
+    if not parsed.parses:  # argument count/type problems are kept: TinyAgent's metric scores their structure
+        raise _Skip("raw_output", f"plan is invalid ({next(e.code for e in parsed.errors if e.code not in ARGUMENT_ERRORS)})")
     return Example(str(rid), query.strip(), plan.strip(), frozenset(parsed.tools), prompt,
                    today or parse_today(prompt))
 

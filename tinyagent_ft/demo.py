@@ -31,7 +31,7 @@ def _plot(rows: dict, path: Path) -> None:
     for i, (name, row) in enumerate(rows.items()):
         ax.bar([j + i * width for j in range(len(METRICS))], [row[m] for m in METRICS], width, label=name)
     ax.set_xticks([j + width / 2 for j in range(len(METRICS))], [m.replace("_", " ") for m in METRICS], fontsize=8)
-    ax.set_ylim(0, 1), ax.legend(), ax.set_title("SmolLM2-135M planner: base vs fine-tuned (test)")
+    ax.set_ylim(0, 1), ax.legend(), ax.set_title("SmolLM2-135M planner: base vs fine-tuned (test, constrained decoding)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -97,6 +97,7 @@ def to_markdown(result: dict) -> str:
     lines = ["| metric | base | fine-tuned |", "|---|---|---|"]
     lines += [f"| {m.replace('_', ' ')} | {rows['base'][m]:.3f} | {rows['fine-tuned'][m]:.3f} |" for m in METRICS]
     lines.append(f"| plans/s | {rows['base']['plans_per_second']:.2f} | {rows['fine-tuned']['plans_per_second']:.2f} |")
+    lines.append(f"| forced endings (budget ran out) | {rows['base']['forced_endings']} | {rows['fine-tuned']['forced_endings']} |")
     t = result["timings_s"]
     lines += ["", f"{result['test_queries']} held-out test queries; tools by the classifier (recall "
               f"{result['tool_selection']['recall']:.3f}, {result['tool_selection']['mean_tools']:.2f} tools/query); "

@@ -34,11 +34,25 @@ class PlanResult:
     tools: list[str]  # tools shown in the prompt
     prompt_tokens: int
     completion_tokens: int
+    constrained: bool = False  # decoded under the plan grammar
+    forced_end: bool = False  # the budget ran out and the shortest ending was forced
 
 
 def cut_plan(text: str) -> str:
     end = text.find(END_OF_PLAN)
     return text[:end + len(END_OF_PLAN)] if end >= 0 else text
+
+
+def plan_result(text: str, tools: list[str], prompt_tokens: int, completion_tokens: int, constrained: bool,
+                forced: bool) -> PlanResult:
+    """The generated text as a result; a constrained plan cut short (``max_time``) gets the grammar's
+    shortest ending, so a constrained plan is always whole."""
+    text = cut_plan(text)
+    if constrained and END_OF_PLAN not in text:
+        from .catalog import BY_NAME
+        from .grammar import closing_text
+        text, forced = text + closing_text(text, {t: BY_NAME[t] for t in tools}), True
+    return PlanResult(text.strip(), tools, prompt_tokens, completion_tokens, constrained, forced)
 
 
 def pick_device(device: str | None = None) -> str:
@@ -68,8 +82,10 @@ class Planner:
             tokenizer.pad_token = tokenizer.eos_token
         self.oracle_negatives: int | None = None
         self.max_new_tokens = 256  # what plan() generates at most (the longest synthetic plans are ~190 tokens)
+        self.constrain = True  # grammar-constrained decoding wherever plans are generated
         self._rng = random.Random(0)
-        self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+        self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0,
+                      "constrained": 0, "forced_endings": 0}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | None = None, dtype: str = "auto",
@@ -120,31 +136,46 @@ class Planner:
         device = next(self.model.parameters()).device
         return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
 
-    def _generation_kwargs(self, max_new_tokens: int, temperature: float, max_time: float | None) -> dict:
+    def _generation_kwargs(self, max_new_tokens: int, temperature: float, max_time: float | None,
+                           constraint=None) -> dict:
         kw = dict(max_new_tokens=max_new_tokens, stop_strings=[END_OF_PLAN], tokenizer=self.tokenizer,
                   pad_token_id=self.tokenizer.pad_token_id, use_cache=True, max_time=max_time)
+        if constraint is not None:
+            from transformers import LogitsProcessorList
+            kw["logits_processor"] = LogitsProcessorList([constraint])
         if temperature >= MIN_TEMPERATURE:
             return kw | dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         return kw | dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+    def _constraint(self, tools: Sequence[Sequence[str]], enc: dict, max_new_tokens: int, constrain: bool | None):
+        """The grammar's logits processor for one batch, or None when decoding is free."""
+        if not (self.constrain if constrain is None else constrain):
+            return None
+        from .constrain import PlanConstraint
+        return PlanConstraint.for_tokenizer(self.tokenizer).logits_processor(tools, enc["input_ids"].shape[1],
+                                                                             max_new_tokens)
 
     @torch.inference_mode()
     def generate(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
                  tools: Sequence[Sequence[str] | None] | None = None, max_new_tokens: int = 256,
                  batch_size: int = 8, temperature: float = 0.0, num_examples: int | None = None,
-                 max_time: float | None = None) -> list[PlanResult]:
+                 max_time: float | None = None, constrain: bool | None = None) -> list[PlanResult]:
         """Batched plans (greedy by default), left-padded with the KV cache, stopping at <END_OF_PLAN>;
+        under the plan grammar unless ``constrain`` (default ``self.constrain``) is False.
         ``max_time`` (seconds per batch) bounds generation for servers."""
         texts, shown = self.prompts(queries, dates, tools, num_examples)
         results = []
         start = time.perf_counter()
         for i in range(0, len(texts), batch_size):
             enc = self._encode(texts[i:i + batch_size])
-            out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time))
+            constraint = self._constraint(shown[i:i + batch_size], enc, max_new_tokens, constrain)
+            out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time, constraint))
             new = out[:, enc["input_ids"].shape[1]:]
-            for row, mask, tools_shown in zip(new, enc["attention_mask"], shown[i:i + batch_size]):
+            forced = constraint.forced_rows if constraint else [False] * len(new)
+            for row, mask, tools_shown, f in zip(new, enc["attention_mask"], shown[i:i + batch_size], forced):
                 n_new = int((row != self.tokenizer.pad_token_id).sum())
-                text = cut_plan(self.tokenizer.decode(row, skip_special_tokens=True))
-                results.append(PlanResult(text.strip(), tools_shown, int(mask.sum()), n_new))
+                text = self.tokenizer.decode(row, skip_special_tokens=True)
+                results.append(plan_result(text, tools_shown, int(mask.sum()), n_new, constraint is not None, f))
         self._account(results, time.perf_counter() - start)
         return results
 
@@ -152,6 +183,8 @@ class Planner:
         self.stats["plans"] += len(results)
         self.stats["prompt_tokens"] += sum(r.prompt_tokens for r in results)
         self.stats["completion_tokens"] += sum(r.completion_tokens for r in results)
+        self.stats["constrained"] += sum(r.constrained for r in results)
+        self.stats["forced_endings"] += sum(r.forced_end for r in results)
         self.stats["seconds"] += seconds
 
     def plan(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
@@ -165,14 +198,18 @@ class Planner:
 
     def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,
                max_new_tokens: int = 256, temperature: float = 0.0, num_examples: int | None = None,
-               max_time: float | None = None) -> tuple[list[str], int, Iterator[str]]:
-        """(tools shown, prompt tokens, iterator of text pieces) for one query, as the model writes them.
-        Generation runs in a thread; the iterator ends when it does, also when it fails."""
+               max_time: float | None = None, constrain: bool | None = None
+               ) -> tuple[list[str], int, Iterator[str], object | None]:
+        """(tools shown, prompt tokens, iterator of text pieces, the grammar's logits processor or None)
+        for one query, as the model writes them. Generation runs in a thread; the iterator ends when it
+        does, also when it fails; ``plan_result`` turns the collected text into the final result."""
         from transformers import TextIteratorStreamer
         texts, shown = self.prompts([query], [date], [tools], num_examples)
         enc = self._encode(texts)
+        constraint = self._constraint(shown, enc, max_new_tokens, constrain)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
-        kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time), streamer=streamer)
+        kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time, constraint),
+                      streamer=streamer)
 
         @torch.inference_mode()
         def work() -> None:
@@ -183,7 +220,7 @@ class Planner:
                 raise
 
         Thread(target=work, daemon=True).start()
-        return shown[0], int(enc["attention_mask"].sum()), streamer
+        return shown[0], int(enc["attention_mask"].sum()), streamer, constraint
 
     def throughput(self) -> dict:
         s = self.stats

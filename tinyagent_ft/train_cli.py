@@ -58,7 +58,8 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
              num_examples: int | None = typer.Option(None, help="override the in-context example count"),
              oracle_negatives: int | None = typer.Option(None, min=0, max=15, help="show each query's gold tools plus N "
                                                          "random others instead of selecting tools (upper bound)"),
-             max_new_tokens: int = typer.Option(256, min=1, max=2048),
+             max_new_tokens: int = typer.Option(256, min=24, max=2048),
+             constrain: bool = typer.Option(True, help="decode under the plan grammar (--no-constrain: free decoding)"),
              batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
     from .cli import print_report
@@ -69,22 +70,24 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
         planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples)
     except (OSError, ValueError) as exc:
         raise UserError(f"--model {model}: {str(exc).splitlines()[0]}") from None
-    planner.oracle_negatives, planner.max_new_tokens = oracle_negatives, max_new_tokens
+    planner.oracle_negatives, planner.max_new_tokens, planner.constrain = oracle_negatives, max_new_tokens, constrain
     report = plan_and_score(planner, examples, out, batch_size)
     throughput = report["throughput"]
     print_report(report)
     console.print(f"{throughput['plans_per_second']:.2f} plans/s, {throughput['prompt_tokens'] / max(throughput['plans'], 1):,.0f} "
                   f"prompt + {throughput['completion_tokens'] / max(throughput['plans'], 1):,.0f} completion tokens per plan; "
-                  f"reports in {out}")
+                  + (f"constrained decoding, {throughput['forced_endings']} forced endings; " if constrain else "free decoding; ")
+                  + f"reports in {out}")
 
 
 def plan_and_score(planner, examples, out: Path, batch_size: int, ged_timeout: float | None = 0.5,
                    label: str = "plan") -> dict:
     """``eval.harness.run`` with a progress bar; the report (rewritten in ``out``) gains the planner's throughput."""
     from eval.harness import run
+    from eval.report import write_outputs
     with progress_bar() as bar:
         task = bar.add_task(label, total=len(examples))
         report = run(planner, examples, out, batch_size, ged_timeout, progress=lambda n: bar.advance(task, n))
     report["throughput"] = planner.throughput()
-    (Path(out) / "report.json").write_text(json.dumps(report, indent=2))
+    write_outputs(report, Path(out) / "report.json", Path(out) / "report.md")
     return report

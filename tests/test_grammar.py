@@ -1,0 +1,114 @@
+"""The plan grammar accepts every gold plan and rejects malformed ones; the shortest ending completes
+any prefix; constrained generation writes valid plans inside its budget, even from random weights."""
+import random
+
+import pytest
+
+from eval.plan import parse_plan
+from tinyagent_ft.catalog import BY_NAME, TOOLS
+from tinyagent_ft.constrain import PlanConstraint
+from tinyagent_ft.data import load_dataset
+from tinyagent_ft.grammar import closing_text, plan_grammar
+from tinyagent_ft.models import resolve_model
+from tinyagent_ft.synth.generate import SynthConfig, synthesize
+
+REAL_SCHEMA = [  # hand-written in the published TinyAgent style
+    '1. get_email_address("Sid")\n2. get_email_address("Lutfi")\n'
+    '3. create_calendar_event("Sync", "2024-06-03 14:00:00", "2024-06-03 15:00:00", "", ["$1", "$2"], "", "")\n'
+    "Thought: I have created the event.\n4. join()<END_OF_PLAN>",
+    "1. get_phone_number('Ana')\n2. send_sms(['${1}'], 'Running late, see you at 5')\n3. join()<END_OF_PLAN>",
+    '1. create_reminder("Pay rent", "2024-07-01", None, "Home", 1, True)\n2. join()<END_OF_PLAN>',
+    '1. get_email_address("Kim")\n2. get_zoom_meeting_link("Design review", "2024-06-04 09:30:00", 45, ["$1"])\n'
+    '3. create_calendar_event("Design review", "2024-06-04 09:30:00", "2024-06-04 10:15:00", "$2", ["$1"], '
+    '"Zoom link: $2", None)\n4. join()<END_OF_PLAN>',
+    '1. open_and_get_file_path("Q3 report.pdf")\n2. summarize_pdf("$1")\n'
+    '3. create_note("Q3 summary","$2","")\n4. join()<END_OF_PLAN>',
+    '1. maps_show_directions("", "Golden Gate Park", "w")\n2. get_phone_number("Mo")\n'
+    '3. send_sms(["$2"], "Directions: $1 \\"see you\\"")\n4. join()<END_OF_PLAN>',
+    "Thought: No tool can order a pizza.\n1. join()<END_OF_PLAN>",
+]
+
+MALFORMED = [
+    '1. send_sms(["$2"], "hi")\n2. join()<END_OF_PLAN>',  # reference to a later step
+    '1. get_phone_number("Ana")\n2. send_sms(["$2"], "hi")\n3. join()<END_OF_PLAN>',  # reference to itself
+    '1. order_pizza("large")\n2. join()<END_OF_PLAN>',  # unknown tool
+    '1. get_phone_number("Ana", "Bo")\n2. join()<END_OF_PLAN>',  # argument count
+    '1. get_zoom_meeting_link("Sync", "2024-06-04 09:30:00", "45", [])\n2. join()<END_OF_PLAN>',  # int as str
+    '1. create_reminder("Pay", "next week", "", "", 0, False)\n2. join()<END_OF_PLAN>',  # date format
+    '2. get_phone_number("Ana")\n3. join()<END_OF_PLAN>',  # numbering
+    '1. get_phone_number("Ana")\n',  # no join
+]
+
+
+@pytest.fixture(scope="module")
+def constraint():
+    from transformers import AutoTokenizer
+    return PlanConstraint.for_tokenizer(AutoTokenizer.from_pretrained(resolve_model("tiny-random")))
+
+
+def accepts(constraint, tools, text: str) -> bool:
+    m = constraint.matcher(tools)
+    return m.consume_tokens(constraint.tokens(text)) and m.is_accepting()
+
+
+@pytest.fixture(scope="module")
+def gold(tmp_path_factory):
+    out = tmp_path_factory.mktemp("synth6k")
+    synthesize(out, SynthConfig(n=6000, seed=3))
+    return [e for split in ("train", "validation", "test") for e in load_dataset(out, split)]
+
+
+def test_grammar_accepts_every_gold_plan(constraint, gold):
+    assert len(gold) >= 5000
+    rejected = [e.plan for e in gold if not accepts(constraint, sorted(e.tools), e.plan)]
+    assert rejected == []
+    assert all(accepts(constraint, [t.name for t in TOOLS], e.plan) for e in gold[:500])
+
+
+def test_real_schema_fixtures_accepted(constraint):
+    for plan in REAL_SCHEMA:
+        assert parse_plan(plan).valid, plan
+        assert accepts(constraint, [t.name for t in TOOLS], plan), plan
+
+
+def test_malformed_plans_rejected(constraint):
+    for plan in MALFORMED:
+        assert not accepts(constraint, [t.name for t in TOOLS], plan), plan
+
+
+def test_only_shown_tools_and_join_only_plans(constraint):
+    plan = '1. get_phone_number("Ana")\n2. send_sms(["$1"], "hi")\n3. join()<END_OF_PLAN>'
+    assert accepts(constraint, ["get_phone_number", "send_sms"], plan)
+    assert not accepts(constraint, ["get_phone_number", "create_note"], plan)
+    assert accepts(constraint, [], "1. join()<END_OF_PLAN>")
+    assert accepts(constraint, ["send_sms"], "1. join()<END_OF_PLAN>")
+    assert "s2:" not in plan_grammar([])  # with no tools, join is the only step
+
+
+def test_closing_text_completes_every_prefix(constraint, gold):
+    rng = random.Random(0)
+    plans = [e.plan for e in rng.sample(gold, 150)] + REAL_SCHEMA
+    for plan in plans:
+        for cut in range(len(plan)):
+            prefix = plan[:cut]
+            full = prefix + closing_text(prefix, BY_NAME)
+            assert parse_plan(full).valid, (prefix, full)
+            assert accepts(constraint, [t.name for t in TOOLS], full), (prefix, full)
+
+
+def test_random_model_writes_valid_plans(gold):
+    """Random weights under the grammar: every plan parses and validates, references only point back,
+    and a tight budget forces endings rather than cutting plans."""
+    from tinyagent_ft.planner import Planner
+    planner = Planner.from_pretrained("tiny-random", device="cpu")
+    queries = [e.query for e in gold[:50]]
+    results = planner.generate(queries, max_new_tokens=64, batch_size=25)
+    for r in results:
+        plan = parse_plan(r.text)
+        assert plan.valid, (r.text, plan.errors)
+        assert all(ref < s.id for s in plan.steps for ref in s.refs)
+        assert r.constrained and r.completion_tokens <= 64
+    assert any(r.forced_end for r in results)  # random weights never stop on their own
+    assert planner.stats["forced_endings"] == sum(r.forced_end for r in results)
+    free = planner.generate(queries[:4], max_new_tokens=24, constrain=False)
+    assert not any(r.constrained for r in free)

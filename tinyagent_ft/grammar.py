@@ -1,0 +1,196 @@
+"""The plan grammar: which texts a planner may write for the tools in its prompt, and the shortest way
+to finish a plan that has been started.
+
+``plan_grammar`` writes a Lark grammar (llguidance's dialect) for LLMCompiler plans over the tools shown
+in one prompt: steps numbered 1, 2, 3, ... in order, each calling a shown tool with exactly its
+positional arguments, each of its declared type; references ``$k`` / ``${k}`` only to earlier steps
+(one rule set per step number keeps this finite), optional ``Thought:`` lines, and a final
+``k. join()<END_OF_PLAN>``. ``closing_text`` completes any prefix the grammar allows with a short
+valid ending, so a decoder can always stop inside its token budget.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from eval.plan import END_OF_PLAN
+
+from .catalog import JOIN, Arg, Tool
+
+
+@dataclass(frozen=True)
+class GrammarLimits:
+    """Bounds that keep every derivation finite. The synthetic data's longest plan has 7 steps, its
+    longest list 3 items and its longest string 33 characters: the defaults leave room for real data."""
+    max_steps: int = 12  # join included
+    max_string: int = 160  # units: a character, an escape or a reference
+    max_list: int = 8
+    max_thought: int = 200
+
+
+_ESCAPE = r"""\\(["'\\/bfnrt]|u[0-9a-fA-F]{4})"""
+_DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])( ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])?"
+_DATE_FILL = "2000-01-01 00:00:00"  # each prefix of a valid date + the rest of this stays valid
+
+
+def _ids(k: int) -> str:
+    return "(" + "|".join(str(i) for i in range(1, k)) + ")"
+
+
+def _string(q: str, k: int, limit: int) -> str:
+    """A string in quote ``q``: plain characters and escapes; ``$`` only as a reference to steps
+    1..k-1, and a bare ``$j`` not followed by a digit (``$1`` then ``0`` would read as ``$10``)."""
+    plain = rf"([^{q}\\$\n]|{_ESCAPE})"
+    if k == 1:
+        return rf"{q}{plain}{{0,{limit}}}{q}"
+    no_digit = rf"([^{q}\\$\n0-9]|{_ESCAPE})"
+    ref = rf"\${_ids(k)}"
+    return rf"{q}({plain}|{ref}{no_digit}|\$\{{{_ids(k)}\}}){{0,{limit}}}({ref})?{q}"
+
+
+def _quoted(body) -> str:
+    """``body(q)`` in double or single quotes."""
+    return f"({body(chr(34))}|{body(chr(39))})"
+
+
+def _terminal(name: str, pattern: str) -> str:
+    return f"{name}: /" + pattern.replace("/", r"\/") + "/"
+
+
+def _arg(arg: Arg, k: int) -> str:
+    """Grammar alternatives for one argument at step k (terminals defined in ``plan_grammar``)."""
+    if arg.format == "datetime":
+        alts = ["DATE_OR_EMPTY" if arg.nullable else "DATE"]
+    else:
+        alts = [{"str": f"STR{k}", "list[str]": f"LIST{k}", "int": "INT", "bool": "BOOL"}[arg.type]]
+    if k > 1 and alts[0] != f"STR{k}":  # a whole-argument reference; plain strings admit one already
+        alts.append(f"REF{k}")
+    if arg.nullable:
+        alts.append('"None"')
+    return alts[0] if len(alts) == 1 else "(" + " | ".join(alts) + ")"
+
+
+def join_line(k: int) -> str:
+    return f"{k}. {JOIN}(){END_OF_PLAN}"
+
+
+def plan_grammar(tools: Sequence[Tool], limits: GrammarLimits = GrammarLimits()) -> str:
+    """Lark text for plans over ``tools``; join is always allowed, so a join-only plan stays possible."""
+    n = limits.max_steps if tools else 1
+    rules = ["start: s1", "thought: THOUGHT"]
+    for k in range(1, n + 1):
+        join = f'"{join_line(k)}"'
+        if k == n:
+            rules.append(f"s{k}: thought? {join}")
+            continue
+        rules.append(f's{k}: thought? ("{k}. " call{k} "\\n" s{k + 1} | {join})')
+        rules.append(f"call{k}: " + " | ".join(f"tool{i}_{k}" for i in range(len(tools))))
+        rules += [f'tool{i}_{k}: "{t.name}(" {" SEP ".join(_arg(a, k) for a in t.args)} ")"'
+                  for i, t in enumerate(tools)]
+    terminals = [_terminal("THOUGHT", rf"Thought: [^\n]{{0,{limits.max_thought}}}\n"),
+                 _terminal("SEP", ", ?"), _terminal("INT", "-?[0-9]{1,9}"), _terminal("BOOL", "True|False"),
+                 _terminal("DATE", _quoted(lambda q: f"{q}{_DATE}{q}")),
+                 _terminal("DATE_OR_EMPTY", _quoted(lambda q: f"{q}({_DATE})?{q}"))]
+    for k in range(1, n):
+        s = _quoted(lambda q: _string(q, k, limits.max_string))
+        terminals.append(_terminal(f"STR{k}", s))
+        terminals.append(_terminal(f"LIST{k}", rf"\[({s}(, ?{s}){{0,{limits.max_list - 1}}})?\]"))
+        if k > 1:
+            terminals.append(_terminal(f"REF{k}", _quoted(lambda q: rf"{q}\$({_ids(k)}|\{{{_ids(k)}\}}){q}")))
+    return "\n".join(rules + terminals) + "\n"
+
+
+# --- finishing a started plan -------------------------------------------------------------------
+
+_STEP_LINE = re.compile(r"^\d+\. ")
+_PARTIAL_REF = re.compile(r"\$(\{?)(\d*)$")
+
+
+def minimal_value(arg: Arg) -> str:
+    """The shortest value of an argument's type (a date where one is required)."""
+    if arg.format == "datetime" and not arg.nullable:
+        return f'"{_DATE_FILL[:10]}"'
+    return {"str": '""', "list[str]": "[]", "int": "0", "bool": "False"}[arg.type]
+
+
+def _finish_string(content: str, quote: str, escape: str | None, arg: Arg) -> str:
+    """Text that closes an open string whose characters so far are ``content``."""
+    if escape is not None:  # a backslash, or a \\u escape with fewer than four hex digits
+        return ("\\" if escape == "" else "0" * (5 - len(escape))) + quote
+    ref = _PARTIAL_REF.search(content)
+    if ref and (ref.group(1) or not ref.group(2)):
+        return ("" if ref.group(2) else "1") + ("}" if ref.group(1) else "") + quote
+    if arg.format == "datetime" and not ref and (content or not arg.nullable):
+        return _DATE_FILL[len(content):10 if len(content) <= 10 else None] + quote
+    return quote
+
+
+def _finish_call(tool: Tool, args_text: str) -> str | None:
+    """Text that completes the argument list of ``tool(`` + ``args_text`` and closes the call; None
+    when the call is already closed."""
+    index, depth, quote, escape, content, current = 0, 0, None, None, "", ""
+    for ch in args_text:
+        if quote:
+            if escape is not None:
+                escape += ch
+                if not (escape.startswith("u") and len(escape) < 5):
+                    escape = None
+            elif ch == "\\":
+                escape = ""
+            elif ch == quote:
+                quote = None
+            content += ch if quote else ""
+            current += ch
+        elif ch in "\"'":
+            quote, content, current = ch, "", current + ch
+        elif ch == "," and depth == 0:
+            index, current = index + 1, ""
+        elif ch == ")" and depth == 0:
+            return None
+        else:
+            depth += (ch == "[") - (ch == "]")
+            current += ch
+    arg = tool.args[index]
+    out = ""
+    if quote:
+        out = _finish_string(content, quote, escape, arg)
+        current += out
+    token = current.strip()
+    if depth > 0:
+        out += '""]' if token.endswith(",") else "]"
+    elif not token:
+        out += minimal_value(arg)
+    else:
+        for word in ("True", "False", "None"):
+            if word.startswith(token):
+                out += word[len(token):]
+        if token == "-":
+            out += "0"
+    rest = "".join(", " + minimal_value(a) for a in tool.args[index + 1:])
+    return out + rest + ")"
+
+
+def closing_text(text: str, tools: Mapping[str, Tool]) -> str:
+    """A short text that completes ``text`` (a prefix that the grammar for ``tools`` allows) into a
+    whole plan: the open step is finished with the shortest argument values, then join."""
+    if END_OF_PLAN in text:
+        return ""
+    *done, line = text.split("\n")
+    k = 1 + sum(bool(_STEP_LINE.match(d)) for d in done)
+    if line.startswith("Thought: ") or "Thought: ".startswith(line) and line:
+        return "Thought: "[len(line):] + "\n" + join_line(k)
+    head = f"{k}. "
+    if len(line) < len(head):
+        return head[len(line):] + join_line(k)[len(head):]
+    rest = line[len(head):]
+    name, paren, args_text = rest.partition("(")
+    full_join = join_line(k)[len(head):]
+    if full_join.startswith(rest):
+        return full_join[len(rest):]
+    if not paren:
+        tool = min((t for t in tools.values() if t.name.startswith(name)),
+                   key=lambda t: len(t.name) + sum(len(minimal_value(a)) + 2 for a in t.args))
+        return tool.name[len(name):] + "(" + ", ".join(minimal_value(a) for a in tool.args) + ")\n" + join_line(k + 1)
+    finish = _finish_call(tools[name], args_text)
+    return (finish or "") + "\n" + join_line(k + 1)
