@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from eval.harness import run
+from eval.plan import parse_plan
 from tinyagent_ft.config import ConfigError, load_config
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.planner import Planner
@@ -17,7 +18,7 @@ CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 def tiny(synth_dir, out, *extra):
     return load_config(CONFIGS[0].with_name("tiny.yaml"),
                        [f"data.path={synth_dir}", f"training.output_dir={out}", "data.max_length=2048",
-                        "data.max_train=24", "eval.subset=2", "eval.max_new_tokens=12", *extra])
+                        "data.max_train=24", "eval.subset=2", "eval.max_new_tokens=24", *extra])
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -69,8 +70,9 @@ def test_train_checkpoint_resume_save_reload_plan_score(synth_dir, tmp_path):
 
     planner = Planner.from_pretrained(out / "model")
     test = load_dataset(synth_dir, "test").examples[:3]
-    results = planner.generate([e.query for e in test], [e.today for e in test], max_new_tokens=8, batch_size=2)
-    assert len(results) == 3 and all(r.prompt_tokens > 100 and 0 < r.completion_tokens <= 8 for r in results)
+    results = planner.generate([e.query for e in test], [e.today for e in test], max_new_tokens=24, batch_size=2)
+    assert len(results) == 3 and all(r.prompt_tokens > 100 and 0 < r.completion_tokens <= 24 for r in results)
+    assert all(parse_plan(r.text).valid and r.constrained for r in results)
     assert all(r.tools == sorted(r.tools, key=list(r.tools).index) and len(r.tools) == 16 for r in results)
     report = run(planner, test, tmp_path / "eval", batch_size=2)
     assert len(report["examples"]) == 3 and (tmp_path / "eval" / "predictions.jsonl").is_file()
@@ -81,7 +83,7 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
     cfg = tiny(synth_dir, tmp_path, f"optimizer.name={optimizer}", "training.max_steps=1", "training.eval_steps=1",
                "data.max_train=8")
     assert run_training(cfg, show_progress=False)["steps"] == 1
-    assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2)
+    assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2, constrain=False)
 
 
 def test_layerwise_mode_trains(synth_dir, tmp_path):
@@ -94,7 +96,7 @@ def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tinyagent_ft",
            "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), f"data.path={synth_dir}",
            f"training.output_dir={tmp_path}", "data.max_length=2048", "data.max_train=16", "training.max_steps=2",
-           "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=8"]
+           "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=24"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2

@@ -77,7 +77,8 @@ class TrainingConfig(Section):
 class EvalConfig(Section):
     subset: int = Field(200, ge=1, description="validation queries generated at each evaluation")
     batch_size: int = Field(16, ge=1)
-    max_new_tokens: int = Field(256, ge=8)
+    max_new_tokens: int = Field(256, ge=24)
+    constrain: bool = Field(True, description="validation plans decoded under the plan grammar")
 
 
 class TrainConfig(Section):

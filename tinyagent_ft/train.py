@@ -208,7 +208,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
             planner = Planner(model, tok, builder)
             start = time.perf_counter()
             results = planner.generate([e.query for e in val_examples], [e.today or DEFAULT_TODAY for e in val_examples],
-                                       val_tools, cfg.eval.max_new_tokens, cfg.eval.batch_size)
+                                       val_tools, cfg.eval.max_new_tokens, cfg.eval.batch_size,
+                                       constrain=cfg.eval.constrain)
             model.train(was_training)
             report = score(val_examples, {e.id: r.text for e, r in zip(val_examples, results)})
             m = report["metrics"]
