@@ -76,3 +76,16 @@ def test_directory_splits_and_missing(synth_dir, tmp_path):
         load_dataset(tmp_path, "train")
     with pytest.raises(DataError, match="no such file"):
         load_dataset(tmp_path / "nope.json")
+
+
+def test_gold_with_argument_problems_is_kept(tmp_path):
+    """TinyAgent's own example has a 4-argument compose_new_email ("Meeting Postponed," "" concatenates):
+    its structure is scored like any other gold plan, so the loader keeps it; bad tools still skip."""
+    four = ('1. get_email_address("Sid")\n2. compose_new_email(["$1"], [], "Meeting Postponed," "", [])\n'
+            '3. join()<END_OF_PLAN>')
+    path = tmp_path / "test.json"
+    path.write_text(json.dumps({"p": record("p", "Tell Sid the meeting is postponed", four),
+                                "u": record("u", "Hi", '1. fly_to_moon("now")\n2. join()')}))
+    loaded = load_file(path)
+    assert [e.id for e in loaded] == ["p"] and loaded.examples[0].tools == {"get_email_address", "compose_new_email"}
+    assert sum(loaded.skipped.values()) == 1

@@ -102,3 +102,20 @@ def test_score_cli(tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().count("\n") == 0 and "pred.jsonl: line 2: not JSON" in res.stderr
+
+
+def test_argument_problems_score_structure_but_not_strict():
+    """As TinyAgent's metric: argument count or type problems, in gold or prediction, never fail structure."""
+    gold4 = ('1. get_email_address("Sid")\n2. compose_new_email(["$1"], [], "Meeting Postponed," "", [])\n'
+             '3. join()<END_OF_PLAN>')
+    pred5 = '1. get_email_address("Sid")\n2. compose_new_email(["$1"], [], "Meeting Postponed", "", [])\n3. join()'
+    assert not parse_plan(gold4).valid and parse_plan(gold4).parses
+    assert both(gold4, pred5) == (True, False)
+    missing = GOLD.replace(', "", "")\n4.', ', "")\n4.')  # create_calendar_event without its last argument
+    assert [e.code for e in parse_plan(missing).errors] == ["arg_count"]
+    assert both(GOLD, missing) == (True, False)
+    assert both(GOLD, GOLD.replace('"Sync"', "7")) == (True, False)  # wrong type
+    row = score_pair(GOLD, missing)
+    assert row["success"] and not row["success_strict"] and not row["parsed"] and row["argument_problems"]
+    assert aggregate([row])[0]["argument_problems"] == 1
+    assert both(GOLD, GOLD.replace("4. join()<END_OF_PLAN>", "")) == (False, False)  # missing join still fails
