@@ -18,7 +18,7 @@ from .monitor import TrainingMonitor
 from .data import load_dataset
 from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, bf16_supported, pick_device, pick_dtype
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
-from .packing import PackedCollator, default_pack_tokens, pack_samples
+from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
 from .samples import DEFAULT_TODAY, build_samples, training_tools
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -65,7 +65,7 @@ def apply_lora(model, cfg: TrainConfig):
                                             target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
 
 
-def load_model(cfg: TrainConfig, device: str):
+def load_model(cfg: TrainConfig, device: str, attn_implementation: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .models import resolve_model
@@ -73,7 +73,7 @@ def load_model(cfg: TrainConfig, device: str):
     dtype = pick_dtype(cfg.model.dtype, device)
     if cfg.optimizer.name != "lora" and dtype == torch.bfloat16 and cfg.model.dtype == "auto":
         dtype = torch.float32  # full fine-tuning keeps fp32 master weights; bf16 autocast does the math
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -180,7 +180,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
     packing = device == "cuda" if t.packing == "auto" else t.packing
-    model, tok = load_model(cfg, device)
+    varlen = packing and device == "cuda" and varlen_available()
+    model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
 
     rng = random.Random(t.seed)
@@ -196,9 +197,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
 
     if packing:  # one micro-batch = one pack of whole documents; the Trainer sees packs with batch size 1
         budget = t.pack_tokens or default_pack_tokens([len(s["input_ids"]) for s in samples], t.batch_size)
-        train_data, micro_batch, collator = pack_samples(samples, budget, t.seed), 1, PackedCollator()
+        train_data, micro_batch, collator = pack_samples(samples, budget, t.seed), 1, PackedCollator(varlen)
         tokens = sum(len(s["input_ids"]) for s in samples)
-        packing_info = {"pack_tokens": budget, "packs": len(train_data),
+        packing_info = {"pack_tokens": budget, "packs": len(train_data), "attention": "varlen" if varlen else "sdpa",
                         "fill": round(tokens / (budget * len(train_data)), 3)}
         log(f"packing: {len(samples)} samples into {len(train_data)} micro-batches of <= {budget} tokens "
             f"({packing_info['fill']:.0%} full)")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Issue 12's measurements on one CUDA machine (offline). Usage: bash benchmarks/train/gpu.sh OUT PART
+#   check       the CUDA-only tests (varlen packing against padding, fused kernels)
 #   speed       optimizer step and refresh, TinyLlama shapes: this checkout against BEFORE_ROOT's optimizer
 #               (default: the parent folder, when this checkout is carried inside the main one)
 #   throughput  benchmarks/train/throughput.py: padded / packed / packed+fused x the four optimizers
 #   train       `tinyagent-ft train` end to end on a random SmolLM2-shaped model (padded vs packed+fused),
 #               and the convergence check of the warm-started refresh against the exact SVD
-# Needs .bench/tokenizer (the SmolLM2 tokenizer folder), .bench/samples.json (throughput.py --make-samples)
+# Needs .bench/tokenizer (the SmolLM2 tokenizer folder; a copy as .bench/cache/smollm2-135m-tokenizer for the tests), .bench/samples.json (throughput.py --make-samples)
 # and, for fused kernels, the liger-kernel wheel in .whl/.
 set -euo pipefail
 out=${1:?OUT}; part=${2:?PART}; before=${BEFORE_ROOT:-$PWD/..}
@@ -19,6 +20,9 @@ site=${PYTHONPATH:-}
 export PYTHONPATH="$PWD${site:+:$site}"
 python3 -c 'import torch, transformers; print(torch.cuda.get_device_name(), "torch", torch.__version__, "transformers", transformers.__version__)'
 case $part in
+check)
+  TINYAGENT_FT_CACHE=$PWD/.bench/cache python3 -m pytest -q -p no:cacheprovider tests/test_packing.py -k "varlen or fused" 2>&1 | tail -5
+  ;;
 speed)
   (cd benchmarks/optim && PYTHONPATH="$before${site:+:$site}" python3 speed.py --out "$out/speed_before.json" \
      --only adamw "one-sided) [randomized]" "(default) [randomized]" 2>&1 | tee "$out/speed_before.txt")
@@ -26,7 +30,7 @@ speed)
   ;;
 throughput)
   python3 benchmarks/train/throughput.py --samples .bench/samples.json --tokenizer .bench/tokenizer \
-    --out "$out/throughput.json" 2>&1 | tee "$out/throughput.txt"
+    --steps 4 --repeat-baseline --out "$out/throughput.json" 2>&1 | tee "$out/throughput.txt"
   ;;
 train)
   python3 benchmarks/train/throughput.py --random-model /tmp/smollm2-random --tokenizer .bench/tokenizer

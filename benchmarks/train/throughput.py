@@ -5,7 +5,8 @@ measured in the same run. Tokens/s, MFU and peak memory per variant; a markdown 
 Each optimizer step trains on ``--docs`` planner samples (real prompts and plans of the synthetic data, tokenized
 with the SmolLM2 tokenizer, loss on the plan): padded micro-batches of ``--micro`` samples (sorted by length
 first, as the Trainer's group_by_length does), or packs of about ``--micro`` samples flattened into one row,
-through the project's own packing, collators, optimizer and LoRA builders and fused-kernel switch. fp32
+through the project's own packing, collators, varlen attention, optimizer and LoRA builders and fused-kernel
+switch. fp32
 weights with bf16 autocast (bf16 frozen weights for LoRA), gradient clipping at 1.0, loss averaged over
 the step's plan tokens (as the Trainer does with gradient accumulation).
 
@@ -59,7 +60,8 @@ def run(shape: str, mode: str, optimizer: str, samples: list[dict], tokenizer, a
 
     from tinyagent_ft.config import load_config
     from tinyagent_ft.kernels import apply_fused_kernels
-    from tinyagent_ft.packing import PackedCollator, default_pack_tokens, pack_samples
+    from tinyagent_ft.packing import (PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention,
+                                      varlen_available)
     from tinyagent_ft.train import apply_lora, build_optimizer
 
     cfg = load_config(None, [f"optimizer.name={optimizer}", f"optimizer.rank={RANK[shape]}", "training.grad_accum=1"])
@@ -67,8 +69,10 @@ def run(shape: str, mode: str, optimizer: str, samples: list[dict], tokenizer, a
     kernels = apply_fused_kernels(True, dev, "llama") if mode == "packed+fused" else None
     torch.manual_seed(0)
     lora = optimizer == "lora"
+    varlen = mode in ("packed", "packed+fused") and varlen_available()
     with torch.device(dev):
-        model = LlamaForCausalLM(LlamaConfig(**SHAPES[shape], attn_implementation="sdpa"))
+        model = LlamaForCausalLM(LlamaConfig(**SHAPES[shape], attn_implementation=register_varlen_attention()
+                                             if varlen else "sdpa"))
     model.to(torch.bfloat16 if lora else torch.float32).train()
     model.config.use_cache = False
     if lora:
@@ -79,7 +83,7 @@ def run(shape: str, mode: str, optimizer: str, samples: list[dict], tokenizer, a
     if mode == "padded":
         collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
     else:
-        collate, budget = PackedCollator(), default_pack_tokens(lengths, args.micro)
+        collate, budget = PackedCollator(varlen), default_pack_tokens(lengths, args.micro)
 
     def step_batches(i: int) -> list[dict]:
         docs = [samples[(i * args.docs + j) % len(samples)] for j in range(args.docs)]
@@ -123,7 +127,7 @@ def run(shape: str, mode: str, optimizer: str, samples: list[dict], tokenizer, a
     dims = SHAPES[shape]
     flops = 6 * args.params[shape] + 12 * dims["num_hidden_layers"] * dims["hidden_size"] * statistics.mean(lengths)
     return {"step_s": step, "tokens_per_s": tps, "mfu": tps * flops / PEAK_FLOPS, "peak_gib": peak,
-            "fused_kernels": kernels, "tokens_per_step": statistics.mean(tokens)}
+            "fused_kernels": kernels, "attention": "varlen" if varlen else "sdpa", "tokens_per_step": statistics.mean(tokens)}
 
 
 def save_random_model(out: str, tokenizer_dir: str) -> None:
@@ -150,11 +154,14 @@ def main() -> None:
     ap.add_argument("--samples"), ap.add_argument("--tokenizer", help="SmolLM2 tokenizer folder (padding)")
     ap.add_argument("--random-model", help="write a random SmolLM2-shaped model folder here and stop")
     ap.add_argument("--shapes", nargs="+", default=list(SHAPES))
-    ap.add_argument("--modes", nargs="+", default=["padded", "packed", "packed+fused"])
+    ap.add_argument("--modes", nargs="+", default=["padded", "packed", "packed+fused"],
+                    choices=["padded", "packed-sdpa", "packed", "packed+fused"],
+                    help="packed: varlen attention where torch has it; packed-sdpa: sdpa's dense block-diagonal mask")
     ap.add_argument("--optimizers", nargs="+", default=["adamw", "galore", "natural_galore", "lora"])
     ap.add_argument("--docs", type=int, default=32, help="samples per optimizer step")
     ap.add_argument("--micro", type=int, default=8, help="samples per micro-batch (packs: on average)")
     ap.add_argument("--steps", type=int, default=5), ap.add_argument("--out")
+    ap.add_argument("--repeat-baseline", action="store_true", help="measure padded AdamW again at the end")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of the script only")
     args = ap.parse_args()
     if args.make_samples:
@@ -178,6 +185,11 @@ def main() -> None:
                 r = {"shape": shape, "mode": mode, "optimizer": optimizer, **run(shape, mode, optimizer, docs, tokenizer, args)}
                 rows.append(r)
                 print(json.dumps(r), flush=True)
+        if args.repeat_baseline:  # the spread of one variant measured twice in this process
+            r = {"shape": shape, "mode": "padded (again)", "optimizer": "adamw",
+                 **run(shape, "padded", "adamw", docs, tokenizer, args)}
+            rows.append(r)
+            print(json.dumps(r), flush=True)
     print("| shape | mode | optimizer | tokens/s | vs padded AdamW | MFU | peak GiB |\n|---|---|---|---|---|---|---|")
     for r in rows:
         base = next(b for b in rows if b["shape"] == r["shape"] and b["mode"] == "padded" and b["optimizer"] == "adamw")
