@@ -94,16 +94,6 @@ def test_pack_tokens_below_max_length_is_one_line_error():
         load_config(None, ["training.pack_tokens=512", "data.max_length=1024"])
 
 
-def test_fused_kernels_skip_cleanly_without_cuda():
-    assert apply_fused_kernels("auto", "cpu", "llama") is None
-    assert apply_fused_kernels(False, "cuda", "llama") is None
-    with pytest.raises(ConfigError, match=r"^model.fused_kernels=true needs a CUDA GPU .*; use auto or false$"):
-        apply_fused_kernels(True, "cpu", "llama")
-    if not torch.cuda.is_available():
-        pytest.skip("liger-kernel runs on CUDA only")
-    assert apply_fused_kernels("auto", "cuda", "llama") is not None
-
-
 def test_pack_samples_items_hold_whole_documents():
     samples = [{"input_ids": [1] * n, "labels": [1] * n} for n in (10, 20, 30, 40)]
     packs = pack_samples(samples, 50)
@@ -122,3 +112,14 @@ def test_varlen_attention_falls_back_to_sdpa_without_packing():
     mask[1, :4] = 0  # left padding, as the planner does
     with torch.no_grad():
         assert torch.allclose(a(input_ids=ids, attention_mask=mask).logits, b(input_ids=ids, attention_mask=mask).logits)
+
+
+def test_fused_kernels_skip_cleanly_without_cuda():
+    """Last in this file: on CUDA, liger-kernel patches the Llama classes for the rest of the process."""
+    assert apply_fused_kernels("auto", "cpu", "llama") is None
+    assert apply_fused_kernels(False, "cuda", "llama") is None
+    with pytest.raises(ConfigError, match=r"^model.fused_kernels=true needs a CUDA GPU .*; use auto or false$"):
+        apply_fused_kernels(True, "cpu", "llama")
+    if not torch.cuda.is_available():
+        pytest.skip("liger-kernel runs on CUDA only")
+    assert apply_fused_kernels("auto", "cuda", "llama") is not None

@@ -27,7 +27,7 @@ MODEL_DIR, METRICS_FILE = "model", "metrics.jsonl"
 
 def projection_options(cfg: TrainConfig) -> dict:
     o = cfg.optimizer
-    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale)
+    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale, svd_method=o.svd_method)
     if o.name == "galore":
         return common | dict(side="std", history=0)
     return common | dict(history=o.history, damping=o.damping)
