@@ -256,3 +256,38 @@ def test_ddp_two_processes_stay_identical(tmp_path):
     w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     assert all(torch.equal(w0[k], w1[k]) for k in w0)
     assert "layer-wise mode steps inside backward" in (tmp_path / "layerwise_error.txt").read_text()
+
+
+def test_staggered_refreshes_spread_over_the_gap():
+    torch.manual_seed(6)
+    ws = [nn.Parameter(torch.randn(10, 10)) for _ in range(4)]
+    opt = NaturalGaLoreAdamW([{"params": ws, "rank": 2, "update_proj_gap": 4}], lr=1e-3)
+    refreshed = {i: [] for i in range(4)}
+    for step in range(1, 11):
+        before = [opt.state[w].get("P") for w in ws]
+        for w in ws:
+            w.grad = torch.randn(10, 10)
+        opt.step()
+        for i, (w, b) in enumerate(zip(ws, before)):
+            if b is None or not torch.equal(b, opt.state[w]["P"]):
+                refreshed[i].append(step)
+    assert refreshed == {0: [1, 5, 9], 1: [1, 2, 6, 10], 2: [1, 3, 7], 3: [1, 4, 8]}
+
+
+@pytest.mark.parametrize("side", ["two_sided", "std"])
+def test_power_refresh_converges_to_the_dominant_subspace(side):
+    """Warm-started subspace iterations from a projector of an unrelated gradient reach the SVD subspace of
+    a gradient that keeps its dominant directions."""
+    from tinyagent_ft.optim.projector import compute_projectors
+    torch.manual_seed(7)
+    U, _ = torch.linalg.qr(torch.randn(40, 40))
+    V, _ = torch.linalg.qr(torch.randn(24, 24))
+    G = U[:, :24] @ torch.diag(torch.cat([torch.tensor([1.0, 0.8, 0.6, 0.5]), torch.linspace(0.1, 0.01, 20)])) @ V.T
+    P, Q = compute_projectors(torch.randn(40, 24), 4, side, "power", None, torch.float32)
+    for _ in range(6):
+        P, Q = compute_projectors(G, 4, side, "power", (P, Q), torch.float32)
+    Pe, Qe = compute_projectors(G, 4, side, "svd", None, torch.float32)
+    for a, b in ((P, Pe), (Q, Qe)):
+        if b is not None:
+            span = (lambda M: M @ M.T) if a.shape[0] > a.shape[1] else (lambda M: M.T @ M)
+            assert torch.allclose(span(a), span(b), atol=1e-4)

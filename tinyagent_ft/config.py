@@ -18,6 +18,9 @@ class ModelConfig(Section):
     # bfloat16: bf16 weights too; float32: no bf16 anywhere
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     gradient_checkpointing: bool = False
+    # auto: liger-kernel's fused linear cross-entropy, RMSNorm, SwiGLU and RoPE for Llama models on CUDA when
+    # installed (`pip install 'tinyagent-ft[gpu]'`); true: required (an error when missing); false: off
+    fused_kernels: bool | Literal["auto"] = "auto"
 
 
 class DataConfig(Section):
@@ -50,6 +53,8 @@ class OptimizerConfig(Section):
     weight_decay: float = Field(0.0, ge=0)
     rank: int = Field(128, ge=1, description="GaLore projection rank")
     update_proj_gap: int = Field(200, ge=1)
+    svd_method: Literal["power", "svd", "randomized"] = Field(
+        "power", description="subspace refresh: warm-started subspace iteration (staggered), exact or randomized SVD")
     scale: float = Field(0.25, gt=0)
     history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
     damping: float = Field(10.0, gt=0)
@@ -63,7 +68,11 @@ class TrainingConfig(Section):
     output_dir: str = "runs/planner"
     epochs: float = Field(3.0, gt=0)
     max_steps: int = Field(-1, description="stop after N optimizer steps (-1: run the epochs)")
-    batch_size: int = Field(4, ge=1, description="per device")
+    batch_size: int = Field(4, ge=1, description="per device; with packing, documents per micro-batch on average")
+    # auto: on for CUDA, off on CPUs (see README: Fine-tuning)
+    packing: bool | Literal["auto"] = Field("auto", description="padding-free packing of whole documents")
+    pack_tokens: int | None = Field(None, ge=64, description="tokens per packed micro-batch "
+                                                             "(default: batch_size x mean sample length)")
     grad_accum: int = Field(8, ge=1)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: str = "cosine"
@@ -88,6 +97,14 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     training: TrainingConfig = TrainingConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _pack_fits_a_sample(self):
+        t = self.training
+        if t.pack_tokens is not None and t.pack_tokens < self.data.max_length:
+            raise ValueError(f"training.pack_tokens ({t.pack_tokens}) must be at least data.max_length "
+                             f"({self.data.max_length}) so that every sample fits in a micro-batch")
+        return self
 
 
 class ConfigError(ValueError):

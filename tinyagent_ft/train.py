@@ -18,6 +18,7 @@ from .monitor import TrainingMonitor
 from .data import load_dataset
 from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, bf16_supported, pick_device, pick_dtype
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
+from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
 from .samples import DEFAULT_TODAY, build_samples, training_tools
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -26,7 +27,7 @@ MODEL_DIR, METRICS_FILE = "model", "metrics.jsonl"
 
 def projection_options(cfg: TrainConfig) -> dict:
     o = cfg.optimizer
-    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale)
+    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale, svd_method=o.svd_method)
     if o.name == "galore":
         return common | dict(side="std", history=0)
     return common | dict(history=o.history, damping=o.damping)
@@ -64,7 +65,7 @@ def apply_lora(model, cfg: TrainConfig):
                                             target_modules=LORA_TARGETS, task_type="CAUSAL_LM"))
 
 
-def load_model(cfg: TrainConfig, device: str):
+def load_model(cfg: TrainConfig, device: str, attn_implementation: str | None = None):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from .models import resolve_model
@@ -72,7 +73,7 @@ def load_model(cfg: TrainConfig, device: str):
     dtype = pick_dtype(cfg.model.dtype, device)
     if cfg.optimizer.name != "lora" and dtype == torch.bfloat16 and cfg.model.dtype == "auto":
         dtype = torch.float32  # full fine-tuning keeps fp32 master weights; bf16 autocast does the math
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
@@ -153,8 +154,11 @@ def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, o
 
 def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:
     """Train per ``cfg``; returns a summary. ``resume``: None, "auto" (latest checkpoint) or a path."""
-    from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers import AutoConfig, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
     from transformers.trainer_utils import get_last_checkpoint
+
+    from .kernels import apply_fused_kernels
+    from .models import resolve_model
 
     from eval.report import score
 
@@ -163,6 +167,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_seed(t.seed)
     device = pick_device()
+    kernels = apply_fused_kernels(cfg.model.fused_kernels, device,  # before any model is built
+                                  AutoConfig.from_pretrained(resolve_model(cfg.model.name)).model_type)
     train_examples = load_dataset(cfg.data.path, cfg.data.train_split).examples
     if cfg.data.val_split:
         val_examples = load_dataset(cfg.data.path, cfg.data.val_split).examples
@@ -173,7 +179,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     classifier, index = load_retrievers(cfg)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
-    model, tok = load_model(cfg, device)
+    packing = device == "cuda" if t.packing == "auto" else t.packing
+    varlen = packing and device == "cuda" and varlen_available()
+    model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
 
     rng = random.Random(t.seed)
@@ -187,19 +195,35 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         raise ConfigError(f"data.max_length={cfg.data.max_length}: no training sample fits; raise it")
     val_tools = validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed)
 
+    if packing:  # one micro-batch = one pack of whole documents; the Trainer sees packs with batch size 1
+        budget = t.pack_tokens or default_pack_tokens([len(s["input_ids"]) for s in samples], t.batch_size)
+        train_data, micro_batch, collator = pack_samples(samples, budget, t.seed), 1, PackedCollator(varlen)
+        tokens = sum(len(s["input_ids"]) for s in samples)
+        packing_info = {"pack_tokens": budget, "packs": len(train_data), "attention": "varlen" if varlen else "sdpa",
+                        "fill": round(tokens / (budget * len(train_data)), 3)}
+        log(f"packing: {len(samples)} samples into {len(train_data)} micro-batches of <= {budget} tokens "
+            f"({packing_info['fill']:.0%} full)")
+    else:
+        train_data, micro_batch, packing_info = samples, t.batch_size, None
+        collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     bf16 = cfg.model.dtype != "float32" and bf16_supported(device)  # mixed precision over fp32 weights
-    per_epoch = math.ceil(len(samples) / (t.batch_size * t.grad_accum))
+    per_epoch = math.ceil(len(train_data) / (micro_batch * t.grad_accum))
     eval_every = t.eval_steps or per_epoch
     args = TrainingArguments(
-        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=t.batch_size,
+        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=t.grad_accum, learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
         lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, max_grad_norm=t.max_grad_norm,
         logging_steps=t.logging_steps, logging_first_step=True, eval_strategy="steps", eval_steps=eval_every,
         save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
         load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
         bf16=bf16, seed=t.seed, report_to=[], remove_unused_columns=False, disable_tqdm=True,
-        include_num_input_tokens_seen="non_padding", train_sampling_strategy="group_by_length", dataloader_pin_memory=device == "cuda",
+        include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
+        train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu")
+
+    # Validation prompts ordered by length, so generation batches carry little left padding.
+    val_order = sorted(range(len(val_examples)), key=lambda i: (len(val_tools[i] or ()), len(val_examples[i].query)))
+    eval_time = {"seconds": 0.0, "runs": 0}
 
     class PlannerTrainer(Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
@@ -207,15 +231,19 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
             was_training = model.training
             planner = Planner(model, tok, builder)
             start = time.perf_counter()
-            results = planner.generate([e.query for e in val_examples], [e.today or DEFAULT_TODAY for e in val_examples],
-                                       val_tools, cfg.eval.max_new_tokens, cfg.eval.batch_size,
+            chosen = [val_examples[i] for i in val_order]
+            results = planner.generate([e.query for e in chosen], [e.today or DEFAULT_TODAY for e in chosen],
+                                       [val_tools[i] for i in val_order], cfg.eval.max_new_tokens, cfg.eval.batch_size,
                                        constrain=cfg.eval.constrain)
             model.train(was_training)
-            report = score(val_examples, {e.id: r.text for e, r in zip(val_examples, results)})
+            report = score(chosen, {e.id: r.text for e, r in zip(chosen, results)})
             m = report["metrics"]
             metrics = {f"{metric_key_prefix}_{k}": m[k] for k in ("success_rate", "success_rate_strict", "parse_rate",
                                                                   "tool_f1_micro", "edge_f1")}
-            metrics[f"{metric_key_prefix}_seconds"] = round(time.perf_counter() - start, 1)
+            seconds = time.perf_counter() - start
+            eval_time["seconds"] += seconds
+            eval_time["runs"] += 1
+            metrics[f"{metric_key_prefix}_seconds"] = round(seconds, 1)
             self.log(metrics)
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
@@ -224,11 +252,11 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     if cfg.optimizer.layerwise:  # the scheduler drives the wrapped optimizer, whose lr the hooks read
         from transformers import get_scheduler
         world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        total = t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(len(samples) / (t.batch_size * world))
+        total = t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(len(train_data) / (micro_batch * world))
                                                                / t.grad_accum * t.epochs)
         scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
-    trainer = PlannerTrainer(model=model, args=args, train_dataset=samples, eval_dataset=val_examples,
-                             data_collator=DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100),
+    trainer = PlannerTrainer(model=model, args=args, train_dataset=train_data, eval_dataset=val_examples,
+                             data_collator=collator,
                              optimizers=(optimizer, scheduler),
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
     from transformers.trainer_callback import PrinterCallback
@@ -236,12 +264,20 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     checkpoint = get_last_checkpoint(str(out)) if resume == "auto" else resume
     if resume == "auto" and checkpoint is None:
         log("resume=auto: no checkpoint yet, starting fresh")
+    start_tokens = json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get(
+        "num_input_tokens_seen", 0) if checkpoint else 0
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
+    step_seconds = seconds - eval_time["seconds"]  # checkpoint saving included
+    tokens = trainer.state.num_input_tokens_seen - start_tokens
     summary = {"train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
                "train_loss": result.training_loss, "best_checkpoint": trainer.state.best_model_checkpoint,
                "best_success_rate": trainer.state.best_metric, "samples": stats.summary(),
+               "tokens": tokens, "tokens_per_second": round(tokens / step_seconds) if step_seconds > 0 else None,
+               "validation": {"runs": eval_time["runs"], "seconds": round(eval_time["seconds"], 1),
+                              "share_of_train_time": round(eval_time["seconds"] / seconds, 3) if seconds else None},
+               "packing": packing_info, "fused_kernels": kernels,
                "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
     if trainer.is_world_process_zero():
         save_planner(trainer.model, tok, cfg, settings, out / MODEL_DIR, {"training": summary})

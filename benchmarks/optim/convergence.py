@@ -34,6 +34,10 @@ OPTIMIZERS = {
     "natural-galore damping 10": dict(lr=1e-2, damping=10.0),
     "natural-galore one-sided s=4 damping 1": dict(lr=1e-2, side="std", damping=1.0),
     "natural-galore one-sided s=4 damping 1e-3": dict(lr=1e-2, side="std"),
+    # the refresh before issue 12 (exact SVD of every weight at once) against the default (staggered,
+    # warm-started subspace iteration)
+    "galore exact svd": dict(lr=1e-2, side="std", history=0, svd_method="svd", stagger_refresh=False),
+    "natural-galore exact svd": dict(lr=1e-2, svd_method="svd", stagger_refresh=False),
 }
 DEFAULT_SET = ["adamw", "galore", "natural-galore"]
 
@@ -110,13 +114,14 @@ def main():
     ap.add_argument("--rank", type=int, default=64)
     ap.add_argument("--optimizers", nargs="+", default=DEFAULT_SET, choices=list(OPTIMIZERS))
     ap.add_argument("--wiki", default=None, help="plain-text file instead of gensim's sample")
+    ap.add_argument("--corpora", nargs="+", default=["wikipedia", "plans"], choices=["wikipedia", "plans"])
     ap.add_argument("--tokenizer", default="smollm2-135m")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out-dir", default="benchmarks/optim")
     args = ap.parse_args()
     from tinyagent_ft.models import load_tokenizer
     tok = load_tokenizer(args.tokenizer)
-    corpora = {"wikipedia": wiki_text(args.wiki), "plans": plans_text()}
+    corpora = {c: wiki_text(args.wiki) if c == "wikipedia" else plans_text() for c in args.corpora}
     results = {}
     for corpus, text in corpora.items():
         ids = torch.tensor(tok(text, add_special_tokens=False)["input_ids"])
@@ -141,8 +146,8 @@ def main():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4))
-    for ax, (corpus, by_opt) in zip(axes, results.items()):
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, (corpus, by_opt) in zip(axes[0], results.items()):
         for name, rs in by_opt.items():
             steps = [s for s, _ in rs[0]["curve"]]
             ax.plot(steps, [statistics.mean(r["curve"][i][1] for r in rs) for i in range(len(steps))], label=name)

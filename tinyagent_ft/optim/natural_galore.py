@@ -9,11 +9,12 @@ load with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import contextmanager
 
 import torch
 import torch.distributed as dist
 
-from .natural import combine_rows, warn_once
+from .natural import warn_once
 from .projector import METHODS, SIDES, compute_projectors, project, project_back, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -22,9 +23,30 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # the whole state stays below GaLore's one-sided state at the same rank; among two-sided settings a
 # relative damping of 10 gave the lowest validation loss (smaller damping, e.g. the reference 1e-3,
 # was clearly worse).
+# Refreshes: one subspace iteration warm-started at the previous projector ("power"; exact "svd" and
+# "randomized" remain), staggered so that about 1/update_proj_gap of the weights refresh at any step.
 PROJECTION_DEFAULTS = dict(rank=128, update_proj_gap=200, scale=0.25, side="two_sided", history=4,
                            damping=10.0, damping_mode="relative", history_dtype="bfloat16",
-                           svd_method="svd", reset_history_on_refresh=True)
+                           svd_method="power", stagger_refresh=True, tf32=True, reset_history_on_refresh=True)
+
+
+@contextmanager
+def _tf32_matmuls(enabled: bool):
+    """fp32 matmuls on TF32 tensor cores (CUDA) inside the block: the projections of fp32 gradients are
+    otherwise the bulk of the step. SVD, QR, Cholesky and the Adam arithmetic are unaffected."""
+    m = torch.backends.cuda.matmul
+    try:
+        previous = m.fp32_precision
+    except RuntimeError:  # the process mixed torch's legacy and new TF32 switches: leave them alone
+        previous = None
+    if not enabled or previous in (None, "tf32"):
+        yield
+        return
+    m.fp32_precision = "tf32"
+    try:
+        yield
+    finally:
+        m.fp32_precision = previous
 
 
 def _check_group(group: dict) -> None:
@@ -58,6 +80,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             _check_group(group)
         self.nonfinite_skips = 0
         self._cholesky_failures = torch.zeros((), dtype=torch.int64)
+        self._refresh_offset = {p: (i * g["update_proj_gap"]) // len(g["params"]) if g["stagger_refresh"] else 0
+                                for g in self.param_groups if "rank" in g for i, p in enumerate(g["params"])}
         if dist.is_available() and dist.is_initialized():
             for p in (p for g in self.param_groups for p in g["params"]):
                 if type(p).__name__ in ("DTensor", "FlatParameter") or hasattr(p, "_local_shard"):
@@ -76,14 +100,16 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
             if params:
-                self._update_many(group, params, [self._gradient(p, group, p.grad) for p in params])
+                with _tf32_matmuls(group.get("tf32", False)):
+                    self._update_many(group, params, [self._gradient(p, group, p.grad) for p in params])
         return loss
 
     @torch.no_grad()
     def step_param(self, p: torch.Tensor, group: dict, grad: torch.Tensor | None,
                    projected: torch.Tensor | None = None) -> None:
         """Update one parameter (layer-wise mode) from ``grad`` or an already projected gradient."""
-        self._update_many(group, [p], [projected if projected is not None else self._gradient(p, group, grad)])
+        with _tf32_matmuls(group.get("tf32", False)):
+            self._update_many(group, [p], [projected if projected is not None else self._gradient(p, group, grad)])
 
     def _gradient(self, p, group, grad):
         return self.project_grad(p, group, grad) if "rank" in group else grad
@@ -97,31 +123,45 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             self.nonfinite_skips += len(params) - len(good)
             warn_once("nonfinite", "non-finite gradient: skipping the update of that parameter (counted in "
                                    "optimizer.nonfinite_skips)")
+        if not good:
+            return
+        params, Rs = [p for p, _ in good], [R.float() for _, R in good]
         if "rank" in group and group["history"] > 0:
-            good = list(zip([p for p, _ in good], self._natural_many(group, good)))
-        for p, R in good:
-            self._adam(p, group, R)
+            Rs = self._natural_many(group, list(zip(params, Rs)))
+        self._adam_many(group, params, Rs)
 
-    def _adam(self, p: torch.Tensor, group: dict, R: torch.Tensor) -> None:
-        state = self.state[p]
-        step = state.get("step", 0) + 1
-        R = R.float()
-        if "exp_avg" not in state:
-            state["exp_avg"] = torch.zeros_like(R)
-            state["exp_avg_sq"] = torch.zeros_like(R)
+    def _adam_many(self, group: dict, params: list, Rs: list) -> None:
+        """Adam on the (projected) gradients with multi-tensor (foreach) kernels: a handful of launches for
+        all weights instead of a dozen per weight. Weights are grouped by step count (bias correction)."""
         beta1, beta2 = group["betas"]
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        exp_avg.lerp_(R, 1 - beta1)
-        exp_avg_sq.mul_(beta2).addcmul_(R, R, value=1 - beta2)
-        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-        update = exp_avg / exp_avg_sq.sqrt().div_(bc2**0.5).add_(group["eps"])
-        lr = group["lr"]
-        if "rank" in group:
-            update = project_back(update, state.get("P"), state.get("Q")).mul_(group["scale"])
-        if group["weight_decay"]:
-            p.mul_(1 - lr * group["weight_decay"])
-        p.add_(update.to(p.dtype), alpha=-lr / bc1)
-        state["step"] = step
+        lr, projected = group["lr"], "rank" in group
+        by_step = defaultdict(list)
+        for i, p in enumerate(params):
+            state = self.state[p]
+            if "exp_avg" not in state:
+                state["exp_avg"] = torch.zeros_like(Rs[i])
+                state["exp_avg_sq"] = torch.zeros_like(Rs[i])
+            by_step[state.get("step", 0) + 1].append(i)
+        for step, idx in by_step.items():
+            ps, R = [params[i] for i in idx], [Rs[i] for i in idx]
+            states = [self.state[p] for p in ps]
+            exp_avg, exp_avg_sq = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+            torch._foreach_lerp_(exp_avg, R, 1 - beta1)
+            torch._foreach_mul_(exp_avg_sq, beta2)
+            torch._foreach_addcmul_(exp_avg_sq, R, R, value=1 - beta2)
+            bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+            denom = torch._foreach_sqrt(exp_avg_sq)
+            torch._foreach_div_(denom, bc2**0.5)
+            torch._foreach_add_(denom, group["eps"])
+            updates = torch._foreach_div(exp_avg, denom)
+            if projected:
+                updates = [project_back(u, st.get("P"), st.get("Q")) for u, st in zip(updates, states)]
+                torch._foreach_mul_(updates, group["scale"])
+            if group["weight_decay"]:
+                torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
+            torch._foreach_add_(ps, [u.to(p.dtype) for u, p in zip(updates, ps)], alpha=-lr / bc1)
+            for st in states:
+                st["step"] = step
 
     def project_grad(self, p: torch.Tensor, group: dict, grad: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """Projected fp32 gradient, refreshing the subspace first when one is due at ``step``."""
@@ -135,7 +175,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if "rank" not in group or not any(sides_for(tuple(p.shape), group["side"], group["rank"])):
             return False
         st = self.state[p]
-        return (step - 1) % group["update_proj_gap"] == 0 or ("P" not in st and "Q" not in st)
+        return (step - 1 - self._refresh_offset.get(p, 0)) % group["update_proj_gap"] == 0 or ("P" not in st and "Q" not in st)
 
     def _refresh(self, p, group, grad, state) -> None:
         if not torch.isfinite(grad).all():
@@ -156,42 +196,47 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             state["hist_count"], state["hist_pos"] = 0, 0
 
     def _natural_many(self, group: dict, pairs: list) -> list[torch.Tensor]:
-        """Natural-gradient transform of each projected gradient; the s x s Cholesky systems of all
-        weights are solved in one batched call, and a failed one falls back to the plain gradient
-        without a host sync (counted in ``cholesky_fallbacks``)."""
-        s, outs, todo = group["history"], [R for _, R in pairs], defaultdict(list)
+        """Natural-gradient transform of each projected gradient, batched over weights whose histories have
+        the same shape and position (all of one layer shape, normally): one batched Gram update, Cholesky
+        solve and combination per batch. A failed solve falls back to the plain gradient without a host
+        sync (counted in ``cholesky_fallbacks``)."""
+        s, outs, batches = group["history"], [R for _, R in pairs], defaultdict(list)
+        dtype = DTYPES[group["history_dtype"]]
         for i, (p, R) in enumerate(pairs):
             state = self.state[p]
             if "P" not in state and "Q" not in state:
                 continue  # nothing is projected: a history would be full-size, so this weight gets AdamW
-            g = R.reshape(-1)
             if "hist" not in state:
-                state["hist"] = torch.zeros(s, g.numel(), dtype=DTYPES[group["history_dtype"]], device=g.device)
-                state["gram"] = torch.zeros(s, s, dtype=torch.float32, device=g.device)
+                state["hist"] = torch.zeros(s, R.numel(), dtype=dtype, device=R.device)
+                state["gram"] = torch.zeros(s, s, dtype=torch.float32, device=R.device)
                 state["hist_count"], state["hist_pos"] = 0, 0
-            hist, gram, pos = state["hist"], state["gram"], state["hist_pos"]
-            hist[pos].copy_(g)
-            count = min(state["hist_count"] + 1, s)
-            new = (hist[:count] @ hist[pos]).float()  # the one new row of the Gram matrix
-            gram[pos, :count] = new
-            gram[:count, pos] = new
+            pos, count = state["hist_pos"], min(state["hist_count"] + 1, s)
             state["hist_count"], state["hist_pos"] = count, (pos + 1) % s
-            todo[count].append((i, state, pos))
-        for count, items in todo.items():
-            G = torch.stack([st["gram"][:count, :count] for _, st, _ in items])
-            damping = torch.full((len(items),), group["damping"], device=G.device)
+            batches[(count, pos, tuple(R.shape), state["hist"].dtype, R.device)].append(i)
+        for (count, pos, shape, hdtype, device), idx in batches.items():
+            states = [self.state[pairs[i][0]] for i in idx]
+            G = torch.stack([outs[i].reshape(-1).float() for i in idx])  # B x k
+            torch._foreach_copy_([st["hist"][pos] for st in states], list(G.to(hdtype).unbind(0)))
+            H = torch.stack([st["hist"][:count] for st in states])  # B x count x k
+            new = torch.bmm(H, H[:, pos, :, None]).squeeze(-1).float()  # the one new row of each Gram matrix
+            grams = torch.stack([st["gram"] for st in states])
+            grams[:, pos, :count] = new
+            grams[:, :count, pos] = new
+            torch._foreach_copy_([st["gram"] for st in states], list(grams.unbind(0)))
+            gram = grams[:, :count, :count]
+            damping = torch.full((len(idx),), group["damping"], device=device)
             if group["damping_mode"] == "relative":
-                damping = damping * G.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
-            S = G + damping[:, None, None] * torch.eye(count, device=G.device)
-            L, info = torch.linalg.cholesky_ex(S)
-            E = torch.zeros(len(items), count, 1, device=G.device)
-            E[torch.arange(len(items)), torch.tensor([pos for _, _, pos in items]), 0] = 1.0
-            Y = torch.cholesky_solve(E, L).squeeze(-1)
+                damping = damping * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
+            L, info = torch.linalg.cholesky_ex(gram + damping[:, None, None] * torch.eye(count, device=device))
+            E = torch.zeros(len(idx), count, 1, device=device)
+            E[:, pos, 0] = 1.0
+            Y = torch.cholesky_solve(E, L)  # B x count x 1
+            out = torch.bmm(Y.transpose(1, 2).to(hdtype), H).squeeze(1).float()  # H y: the natural gradients
             failed = info > 0
             self._cholesky_failures = self._cholesky_failures + failed.sum()
-            for b, (i, st, _) in enumerate(items):
-                out = combine_rows(Y[b], st["hist"][:count]).reshape(outs[i].shape)
-                outs[i] = torch.where(failed[b], outs[i].float(), out)
+            out = torch.where(failed[:, None], G, out)
+            for j, i in enumerate(idx):
+                outs[i] = out[j].reshape(shape)
         return outs
 
     @property

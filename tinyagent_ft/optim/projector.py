@@ -1,4 +1,5 @@
-"""GaLore subspaces: projectors from a gradient's SVD (exact or randomized), and projecting to and from them.
+"""GaLore subspaces: projectors from a gradient's SVD (exact or randomized) or from one subspace iteration
+warm-started at the previous projector, and projecting to and from them.
 
 Sides: ``left`` R = P^T G (r x n); ``right`` R = G Q^T (m x r); ``two_sided`` R = P^T G Q^T (r x r);
 ``std`` picks right when m >= n (so the smaller dimension is reduced), else left. A side whose rank
@@ -11,7 +12,7 @@ import torch
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
-METHODS = ("svd", "randomized")
+METHODS = ("svd", "randomized", "power")
 
 
 def sides_for(shape: tuple[int, int], side: str, rank: int) -> tuple[bool, bool]:
@@ -24,14 +25,23 @@ def sides_for(shape: tuple[int, int], side: str, rank: int) -> tuple[bool, bool]
     return left, right
 
 
-def top_singular_vectors(G: torch.Tensor, rank: int, method: str, need_left: bool, need_right: bool,
-                         oversample: int = 8, niter: int = 2):
+def randomized_svd(A: torch.Tensor, rank: int, oversample: int = 8, niter: int = 2):
+    """(U[:, :r], Vh[:r]) by Halko et al.'s range finder with a fixed seed: the same draws whatever order
+    weights refresh in (layer-wise hooks, DDP ranks)."""
+    q = min(rank + oversample, *A.shape)
+    gen = torch.Generator(device=A.device).manual_seed(0)
+    Y = _orthonormal(A @ torch.randn(A.shape[1], q, generator=gen, device=A.device, dtype=A.dtype))
+    for _ in range(niter):
+        Y = _orthonormal(A @ _orthonormal(A.T @ Y))
+    U, _, Vh = torch.linalg.svd(Y.T @ A, full_matrices=False)
+    return (Y @ U)[:, :rank], Vh[:rank]
+
+
+def top_singular_vectors(G: torch.Tensor, rank: int, method: str, need_left: bool, need_right: bool):
     """(U[:, :r] or None, Vh[:r] or None) of G in fp32; raises on failure or non-finite output."""
     A = G.float()
     if method == "randomized":
-        q = min(rank + oversample, *A.shape)
-        U, S, V = torch.svd_lowrank(A, q=q, niter=niter)
-        U, Vh = U[:, :rank], V[:, :rank].T
+        U, Vh = randomized_svd(A, rank)
     else:
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
         U, Vh = U[:, :rank], Vh[:rank]
@@ -40,14 +50,42 @@ def top_singular_vectors(G: torch.Tensor, rank: int, method: str, need_left: boo
     return (U.contiguous() if need_left else None), (Vh.contiguous() if need_right else None)
 
 
+def _orthonormal(Y: torch.Tensor) -> torch.Tensor:
+    Q = torch.linalg.qr(Y).Q
+    if not torch.isfinite(Q).all():
+        raise torch.linalg.LinAlgError("non-finite subspace iteration")
+    return Q
+
+
+def subspace_iteration(G: torch.Tensor, previous: tuple, need_left: bool, need_right: bool):
+    """(P or None, Q or None) spanning G's dominant subspaces after one block power step from the previous
+    projectors: two or three tall-skinny products and QRs instead of a full SVD. GaLore's update needs the
+    subspace, not ordered singular vectors; starting from the old basis also keeps the new one close to it."""
+    A = G.float()
+    P0, Q0 = previous
+    if Q0 is not None:  # V0 -> U -> V (-> U)
+        V = _orthonormal(A.T @ _orthonormal(A @ Q0.float().T))
+        U = _orthonormal(A @ V) if need_left else None
+    else:  # only the left side is projected: U0 -> V -> U
+        U = _orthonormal(A @ _orthonormal(A.T @ P0.float()))
+        V = None
+    return (U.contiguous() if need_left else None), (V.T.contiguous() if need_right else None)
+
+
 def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previous: tuple | None, dtype):
-    """New (P, Q) for G, falling back to the previous projectors, then to the randomized method."""
+    """New (P, Q) for G, falling back to the previous projectors, then to the randomized method. ``power``
+    starts from the previous projectors; the first subspace comes from the randomized method."""
     left, right = sides_for(tuple(G.shape), side, rank)
     if not (left or right):
         return None, None
+    if method == "power" and (previous is None or (left and previous[0] is None) or (right and previous[1] is None)):
+        method = "randomized"
     for m in dict.fromkeys((method, "randomized")):
         try:
-            P, Q = top_singular_vectors(G, rank, m, left, right)
+            if m == "power":
+                P, Q = subspace_iteration(G, previous, left, right)
+            else:
+                P, Q = top_singular_vectors(G, rank, m, left, right)
             return (P.to(dtype) if P is not None else None), (Q.to(dtype) if Q is not None else None)
         except (torch.linalg.LinAlgError, RuntimeError) as exc:
             if previous is not None and (previous[0] is not None or previous[1] is not None):
