@@ -54,7 +54,8 @@ class OptimizerConfig(Section):
     rank: int = Field(128, ge=1, description="GaLore projection rank")
     update_proj_gap: int = Field(200, ge=1)
     svd_method: Literal["power", "svd", "randomized"] = Field(
-        "power", description="subspace refresh: warm-started subspace iteration (staggered), exact or randomized SVD")
+        "svd", description="subspace refresh: exact SVD, or (faster, not yet checked for convergence) "
+                           "warm-started subspace iteration 'power' (staggered) or randomized SVD")
     scale: float = Field(0.25, gt=0)
     history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
     damping: float = Field(10.0, gt=0)

@@ -36,8 +36,8 @@ OPTIMIZERS = {
     "natural-galore one-sided s=4 damping 1e-3": dict(lr=1e-2, side="std"),
     # the refresh before issue 12 (exact SVD of every weight at once) against the default (staggered,
     # warm-started subspace iteration)
-    "galore exact svd": dict(lr=1e-2, side="std", history=0, svd_method="svd", stagger_refresh=False),
-    "natural-galore exact svd": dict(lr=1e-2, svd_method="svd", stagger_refresh=False),
+    "galore power": dict(lr=1e-2, side="std", history=0, svd_method="power", stagger_refresh=True),
+    "natural-galore power": dict(lr=1e-2, svd_method="power", stagger_refresh=True),
 }
 DEFAULT_SET = ["adamw", "galore", "natural-galore"]
 

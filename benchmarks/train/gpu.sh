@@ -45,6 +45,6 @@ train)
     python3 -c "import json,sys; s=json.load(open('$out/train-$1-$2.json')); print('$1 $2', {k: s[k] for k in ('steps','train_seconds','tokens','tokens_per_second','validation','packing','fused_kernels','peak_memory_gb')})"
   done
   (cd benchmarks/optim && python3 convergence.py --corpora plans --tokenizer "$PWD/../../.bench/tokenizer" \
-     --optimizers natural-galore "natural-galore exact svd" --seeds 0 1 2 --out-dir "$out" 2>&1 | tail -8 | tee "$out/convergence.txt")
+     --optimizers natural-galore "natural-galore power" --seeds 0 1 2 --out-dir "$out" 2>&1 | tail -8 | tee "$out/convergence.txt")
   ;;
 esac
