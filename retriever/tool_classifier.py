@@ -15,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.jsonio import BadFile, read_json
 
 from .labels import Labelled
 
@@ -85,7 +86,9 @@ class ToolClassifier:
         settings_file = path / SETTINGS_FILE
         if not settings_file.is_file():
             raise FileNotFoundError(f"{path} is not a tool classifier folder (no {SETTINGS_FILE})")
-        settings = json.loads(settings_file.read_text())
+        settings = read_json(settings_file)
+        if not isinstance(settings, dict) or "threshold" not in settings or "keep_top1" not in settings:
+            raise BadFile(f"{settings_file}: expected an object with 'threshold' and 'keep_top1'")
         model = AutoModelForSequenceClassification.from_pretrained(path)
         if device:
             model.to(device)

@@ -11,6 +11,7 @@ from rich.table import Table
 from .config import ConfigError
 from .console import UserError, console, progress_bar
 from .data import DataError, load_dataset
+from .jsonio import BadFile
 from .retriever_cli import retriever_app
 from .train_cli import evaluate, train
 
@@ -203,6 +204,9 @@ def env():
 def main() -> None:
     try:
         app()
-    except (DataError, UserError, ConfigError) as exc:
+    except (DataError, UserError, ConfigError, BadFile) as exc:
         print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
+        sys.exit(2)
+    except (RecursionError, UnicodeDecodeError) as exc:  # corrupt input a loader did not name: still one line
+        print(f"error: unreadable input ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
         sys.exit(2)
