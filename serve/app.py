@@ -3,6 +3,7 @@ health/readiness, a body-size cap, a generation timeout, and one generation at a
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import math
 import time
@@ -94,6 +95,25 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class ApiKey:
+    """Pure ASGI middleware: every route but health and readiness needs ``Authorization: Bearer KEY``
+    (compared in constant time); anything else gets 401 before the body is read."""
+
+    OPEN = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app, key: str):
+        self.app, self.expected = app, f"Bearer {key}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                denied = error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", "authentication_error")
+                denied.headers["www-authenticate"] = "Bearer"
+                return await denied(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
 class StepSplitter:
     """Feeds generated text pieces; returns each step as soon as its line is complete, so an executor
     can start independent calls before the plan is finished (as LLMCompiler does)."""
@@ -115,8 +135,9 @@ def sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> FastAPI:
-    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns."""
+def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, api_key: str | None = None) -> FastAPI:
+    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns. With ``api_key``,
+    requests other than /healthz and /readyz need it as a bearer token."""
     state: dict = {"planner": None, "error": None}
     lock = asyncio.Lock()
 
@@ -133,6 +154,8 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
 
     app = FastAPI(title="tinyagent-ft planner", version="1", lifespan=lifespan)
     app.add_middleware(BodyLimit)
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key)  # added last, so it runs first
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -265,7 +288,8 @@ def completion(body: PlanResponse, model: str, stream: bool):
 
 
 def planner_app(model: str, device: str | None = None, classifier: str | None = None, index: str | None = None,
-                timeout_s: float = 60.0) -> FastAPI:
+                timeout_s: float = 60.0, api_key: str | None = None) -> FastAPI:
     """The app for a planner folder or preset (what ``tinyagent-ft serve`` runs)."""
     from tinyagent_ft.planner import Planner
-    return create_app(lambda: Planner.from_pretrained(model, device, classifier=classifier, index=index), timeout_s)
+    return create_app(lambda: Planner.from_pretrained(model, device, classifier=classifier, index=index), timeout_s,
+                      api_key)

@@ -15,6 +15,7 @@ from .jsonio import BadFile
 from .retriever_cli import retriever_app
 from .train_cli import evaluate, train
 
+API_KEY_ENV = "TINYAGENT_FT_API_KEY"
 app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Synthesize, inspect and validate TinyAgent-format data.", no_args_is_help=True)
@@ -167,12 +168,26 @@ def serve(model: str = typer.Option(..., help="planner folder from `train`, pres
           classifier: str | None = typer.Option(None, help="tool classifier (default: the model folder's)"),
           index: str | None = typer.Option(None, help="example index (default: the model folder's)"),
           timeout: float = typer.Option(60.0, min=1, help="seconds one generation may take"),
-          device: str | None = typer.Option(None)):
+          device: str | None = typer.Option(None),
+          api_key: str | None = typer.Option(None, envvar=API_KEY_ENV, show_envvar=True,
+                                             help="require 'Authorization: Bearer KEY' (all but /healthz, /readyz)")):
     """Serve plans over REST (FastAPI + uvicorn): /v1/plan, /v1/chat/completions, /v1/tools, /healthz, /readyz."""
     import uvicorn
 
     from serve import planner_app
-    uvicorn.run(planner_app(model, device, classifier, index, timeout), host=host, port=port, log_level="info")
+    if not api_key and not _loopback(host):
+        print(f"warning: serving on {host} without an API key: anyone who reaches port {port} can use it "
+              f"(pass --api-key or set {API_KEY_ENV})", file=sys.stderr)
+    uvicorn.run(planner_app(model, device, classifier, index, timeout, api_key or None), host=host, port=port,
+                log_level="info")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @app.command("env")
