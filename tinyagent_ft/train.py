@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from .checkpoints import AtomicCheckpoints, TiedWeights, latest_complete
 from .config import ConfigError, TrainConfig
 from .console import progress_bar
 from .monitor import TrainingMonitor
@@ -154,7 +155,6 @@ def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, o
 def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:
     """Train per ``cfg``; returns a summary. ``resume``: None, "auto" (latest checkpoint) or a path."""
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from eval.report import score
 
@@ -201,7 +201,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         include_num_input_tokens_seen="non_padding", train_sampling_strategy="group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
-    class PlannerTrainer(Trainer):
+    class PlannerTrainer(AtomicCheckpoints, TiedWeights, Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             model = self.model
             was_training = model.training
@@ -232,7 +232,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
-    checkpoint = get_last_checkpoint(str(out)) if resume == "auto" else resume
+    checkpoint = latest_complete(out, log) if resume == "auto" else resume
     if resume == "auto" and checkpoint is None:
         log("resume=auto: no checkpoint yet, starting fresh")
     start = time.perf_counter()
