@@ -12,10 +12,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tinyagent_ft.catalog import TOOL_NAMES
 from tinyagent_ft.jsonio import BadFile, read_json
+from tinyagent_ft.tracking import check_trackers
 
 from .labels import Labelled
 
@@ -46,6 +47,10 @@ class ClassifierConfig(BaseModel):
     keep_top1: bool = True
     max_examples: int | None = Field(None, ge=1, description="train on the first N examples only")
     seed: int = 0
+    report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard]; [] keeps runs offline")
+    run_name: str | None = None
+
+    _trackers = field_validator("report_to", mode="before")(check_trackers)
 
 
 def _labels_config() -> dict:
@@ -159,7 +164,7 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
     args = TrainingArguments(output_dir=str(out), num_train_epochs=cfg.epochs,
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                              warmup_steps=max(1, steps_per_epoch // 10), lr_scheduler_type="linear",
-                             logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=[],
+                             logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=cfg.report_to, run_name=cfg.run_name,
                              seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tok),
                       compute_loss_func=bce, callbacks=[Relay()])

@@ -84,10 +84,27 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
     assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2)
 
 
-def test_layerwise_mode_trains(synth_dir, tmp_path):
+def test_layerwise_mode_trains_and_reports_to_tensorboard(synth_dir, tmp_path):
     cfg = tiny(synth_dir, tmp_path, "optimizer.layerwise=true", "training.max_steps=2", "training.eval_steps=2",
-               "data.max_train=8")
+               "data.max_train=8", "training.report_to=[tensorboard]", "training.run_name=lw")
     assert run_training(cfg, show_progress=False)["steps"] == 2
+    assert list(tmp_path.rglob("events.out.tfevents*"))  # the Trainer's own TensorBoard integration wrote
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "-c", CONFIGS[0].with_name("tiny.yaml"), "training.report_to=[tensorbored]", "--dry-run"],
+     "training.report_to: Value error, unknown tracker(s) tensorbored; choose from "),
+    (["train", "-c", CONFIGS[0].with_name("tiny.yaml"), "training.report_to=wandb", "--dry-run"],
+     "training.report_to: Value error, tracker(s) wandb not installed (pip install wandb)"),
+    (["retriever", "train", "--data", "nowhere", "--out", "x", "--report-to", "tensorboard", "--report-to", "wandb"],
+     "--report-to: Value error, tracker(s) wandb not installed"),
+])
+def test_missing_tracker_is_one_line_before_training(args, message):
+    import importlib.util
+    if importlib.util.find_spec("wandb"):
+        pytest.skip("wandb is installed here")
+    res = subprocess.run([sys.executable, "-m", "tinyagent_ft", *map(str, args)], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
 
 
 def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):

@@ -5,9 +5,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .jsonio import decode
+from .tracking import check_trackers
 
 
 class Section(BaseModel):
@@ -74,6 +75,10 @@ class TrainingConfig(Section):
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: every epoch)")
     save_total_limit: int = Field(2, ge=1)
     seed: int = 0
+    report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard] or [wandb]; [] keeps runs offline")
+    run_name: str | None = Field(None, description="run name shown by the trackers (default: output_dir)")
+
+    _trackers = field_validator("report_to", mode="before")(check_trackers)
 
 
 class EvalConfig(Section):

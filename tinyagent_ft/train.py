@@ -197,7 +197,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         logging_steps=t.logging_steps, logging_first_step=True, eval_strategy="steps", eval_steps=eval_every,
         save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
         load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
-        bf16=bf16, seed=t.seed, report_to=[], remove_unused_columns=False, disable_tqdm=True,
+        bf16=bf16, seed=t.seed, report_to=t.report_to, run_name=t.run_name, remove_unused_columns=False, disable_tqdm=True,
         include_num_input_tokens_seen="non_padding", train_sampling_strategy="group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
