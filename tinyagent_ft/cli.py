@@ -12,6 +12,7 @@ from .config import ConfigError
 from .console import UserError, console, progress_bar, quiet_third_party
 from .data import DataError, load_dataset
 from .jsonio import BadFile
+from .memory import return_freed_memory
 from .retriever_cli import retriever_app
 from .train_cli import evaluate, train
 
@@ -218,6 +219,7 @@ def env():
 
 def main() -> None:
     quiet_third_party()
+    return_freed_memory()
     try:
         app()
     except (DataError, UserError, ConfigError, BadFile) as exc:

@@ -17,6 +17,7 @@ from .config import ConfigError, TrainConfig
 from .console import progress_bar
 from .monitor import TrainingMonitor
 from .data import load_dataset
+from .memory import PlanOnlyLoss
 from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, bf16_supported, pick_device, pick_dtype
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
 from .samples import DEFAULT_TODAY, build_samples, training_tools
@@ -201,7 +202,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         include_num_input_tokens_seen="non_padding", train_sampling_strategy="group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
-    class PlannerTrainer(AtomicCheckpoints, TiedWeights, Trainer):
+    class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             model = self.model
             was_training = model.training
