@@ -97,7 +97,8 @@ class BodyLimit:
 
 class ApiKey:
     """Pure ASGI middleware: every route but health and readiness needs ``Authorization: Bearer KEY``
-    (compared in constant time); anything else gets 401 before the body is read."""
+    (compared in constant time); anything else gets 401 before the body is read. Added last
+    (``app.add_middleware(ApiKey, key=...)``), it runs first."""
 
     OPEN = frozenset({"/healthz", "/readyz"})
 
@@ -135,9 +136,8 @@ def sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, api_key: str | None = None) -> FastAPI:
-    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns. With ``api_key``,
-    requests other than /healthz and /readyz need it as a bearer token."""
+def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> FastAPI:
+    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns."""
     state: dict = {"planner": None, "error": None}
     lock = asyncio.Lock()
 
@@ -154,8 +154,6 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, api_
 
     app = FastAPI(title="tinyagent-ft planner", version="1", lifespan=lifespan)
     app.add_middleware(BodyLimit)
-    if api_key:
-        app.add_middleware(ApiKey, key=api_key)  # added last, so it runs first
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -288,8 +286,7 @@ def completion(body: PlanResponse, model: str, stream: bool):
 
 
 def planner_app(model: str, device: str | None = None, classifier: str | None = None, index: str | None = None,
-                timeout_s: float = 60.0, api_key: str | None = None) -> FastAPI:
+                timeout_s: float = 60.0) -> FastAPI:
     """The app for a planner folder or preset (what ``tinyagent-ft serve`` runs)."""
     from tinyagent_ft.planner import Planner
-    return create_app(lambda: Planner.from_pretrained(model, device, classifier=classifier, index=index), timeout_s,
-                      api_key)
+    return create_app(lambda: Planner.from_pretrained(model, device, classifier=classifier, index=index), timeout_s)

@@ -27,7 +27,7 @@ def one_line_error(rc, err, *parts):
     ("deep.jsonl", GOOD.encode() + b"\n\n" + DEEP.encode() + b"\n", ["deep.jsonl: line 3", "nested too deeply"]),
     ("deep.json", DEEP.encode(), ["deep.json: ", "nested too deeply"]),
     ("bad.json", b'{"a":\n {"input": "caf\xe9"}}', ["bad.json: line 2: not UTF-8 text (byte 0xe9 at column 16)"]),
-    ("long.jsonl", b'{"id": ' + b"9" * 100_000 + b"}\n", ["long.jsonl: line 1", "not valid JSON"]),
+    ("long.jsonl", b'{"id": ' + b"9" * 100_000 + b"}\n", ["long.jsonl: line 1", "not JSON"]),
 ])
 def test_data_validate_names_file_and_line(tmp_path, name, content, expected):
     (tmp_path / name).write_bytes(content)
@@ -79,4 +79,4 @@ def test_corrupt_example_index(tmp_path):
     (tmp_path / "index.json").write_text(json.dumps({"encoder": "x", "count": 1}))
     (tmp_path / "records.jsonl").write_bytes(b'{"id": "a"\n')
     one_line_error(*cli("retriever", "search", "--index", tmp_path, "--query", "hi", "--tools", "send_sms"),
-                   "records.jsonl: line 1: not valid JSON")
+                   "records.jsonl: line 1: not JSON")

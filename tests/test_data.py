@@ -52,7 +52,7 @@ def test_strict_names_file_record_and_field(real_file):
 def test_malformed_file_is_one_line_error(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"a": {"input": "x",')
-    with pytest.raises(DataError, match=r"broken.json: line 1: not valid JSON"):
+    with pytest.raises(DataError, match=r"broken.json: line 1: not JSON"):
         load_file(path)
     path.write_text("[1, 2]")
     with pytest.raises(DataError, match="expected one JSON object keyed by record id"):
@@ -66,7 +66,7 @@ def test_jsonl_format_and_bad_line(tmp_path):
     loaded = load_file(path)
     assert len(loaded) == 1 and loaded.examples[0].tools == {"get_email_address"}
     assert loaded.examples[0].today.hour == 9
-    with pytest.raises(DataError, match=r"line 2, field 'record': not valid JSON"):
+    with pytest.raises(DataError, match=r"line 2, field 'record': not JSON"):
         load_file(path, strict=True)
 
 

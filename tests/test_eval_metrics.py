@@ -101,4 +101,4 @@ def test_score_cli(tmp_path):
     pred.write_text(json.dumps({"id": "a", "plan": GOLD}) + "\n{broken\n")
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip().count("\n") == 0 and "pred.jsonl: line 2: not valid JSON" in res.stderr
+    assert res.stderr.strip().count("\n") == 0 and "pred.jsonl: line 2: not JSON" in res.stderr

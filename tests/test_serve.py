@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve import create_app
-from serve.app import StepSplitter, plan_response, tool_calls
+from serve.app import ApiKey, StepSplitter, plan_response, tool_calls
 from tinyagent_ft.catalog import TOOL_NAMES
 from tinyagent_ft.planner import Planner
 
@@ -249,7 +249,9 @@ KEY = "s3cret-key"
 
 
 def test_api_key_guards_everything_but_health(planner):
-    with TestClient(create_app(lambda: planner, timeout_s=30, api_key=KEY)) as c:
+    app = create_app(lambda: planner, timeout_s=30)
+    app.add_middleware(ApiKey, key=KEY)
+    with TestClient(app) as c:
         assert c.get("/healthz").status_code == 200
         for _ in range(100):
             if c.get("/readyz").status_code == 200:

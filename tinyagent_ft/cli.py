@@ -176,11 +176,14 @@ def serve(model: str = typer.Option(..., help="planner folder from `train`, pres
     import uvicorn
 
     from serve import planner_app
+    from serve.app import ApiKey
     if not api_key and not _loopback(host):
         print(f"warning: serving on {host} without an API key: anyone who reaches port {port} can use it "
               f"(pass --api-key or set {API_KEY_ENV})", file=sys.stderr)
-    uvicorn.run(planner_app(model, device, classifier, index, timeout, api_key or None), host=host, port=port,
-                log_level="info")
+    app = planner_app(model, device, classifier, index, timeout)
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key)
+    uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _loopback(host: str) -> bool:

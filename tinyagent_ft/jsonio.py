@@ -35,11 +35,11 @@ def parse(text: str) -> object:
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadLine(f"not valid JSON ({exc.msg} at column {exc.colno})", exc.lineno) from None
+        raise BadLine(f"not JSON ({exc.msg} at column {exc.colno})", exc.lineno) from None
     except RecursionError:
         raise BadLine("JSON nested too deeply to read") from None
     except ValueError as exc:  # e.g. an integer over the digit limit
-        raise BadLine(f"not valid JSON ({str(exc).splitlines()[0]})") from None
+        raise BadLine(f"not JSON ({str(exc).splitlines()[0]})") from None
 
 
 def read_json(path: str | Path) -> object:
