@@ -36,7 +36,7 @@ def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path
     for cls, checkpointing in ((Trainer, False), (Lean, False), (Lean, True)):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
         if checkpointing:  # as configs/demo.yaml trains
-            model.gradient_checkpointing_enable()
+            model.activation_checkpointing_enable()
         trainer = cls(model=model, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True))
         loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n)
         loss.backward()

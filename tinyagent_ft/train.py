@@ -81,7 +81,7 @@ def load_model(cfg: TrainConfig, device: str):
     if cfg.optimizer.name == "lora":
         model = apply_lora(model, cfg)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()  # renamed in 5.x
         model.config.use_cache = False
     return model, tok
 
