@@ -5,6 +5,8 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from tinyagent_ft.jsonio import BadLine, jsonl
+
 from .metrics import aggregate, score_pair
 
 
@@ -18,22 +20,17 @@ def read_predictions(path: str | Path) -> dict[str, str]:
     if not path.is_file():
         raise PredictionError(f"{path}: no such file")
     preds: dict[str, str] = {}
-    with path.open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise PredictionError(f"{path}: line {n}: not JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or "id" not in obj or "plan" not in obj:
-                raise PredictionError(f"{path}: line {n}: expected an object with 'id' and 'plan'")
-            if not isinstance(obj["plan"], str):
-                raise PredictionError(f"{path}: line {n}: field 'plan' must be a string")
-            rid = str(obj["id"])
-            if rid in preds:
-                raise PredictionError(f"{path}: line {n}: duplicate id {rid!r}")
-            preds[rid] = obj["plan"]
+    for n, obj in jsonl(path):
+        if isinstance(obj, BadLine):
+            raise PredictionError(f"{path}: {obj}")
+        if not isinstance(obj, dict) or "id" not in obj or "plan" not in obj:
+            raise PredictionError(f"{path}: line {n}: expected an object with 'id' and 'plan'")
+        if not isinstance(obj["plan"], str):
+            raise PredictionError(f"{path}: line {n}: field 'plan' must be a string")
+        rid = str(obj["id"])
+        if rid in preds:
+            raise PredictionError(f"{path}: line {n}: duplicate id {rid!r}")
+        preds[rid] = obj["plan"]
     return preds
 
 

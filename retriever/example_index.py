@@ -11,6 +11,7 @@ import torch
 
 from tinyagent_ft.catalog import TOOL_NAMES
 from tinyagent_ft.data import Example
+from tinyagent_ft.jsonio import BadFile, BadLine, jsonl, read_json
 
 from .tool_classifier import minilm_path
 
@@ -68,7 +69,7 @@ class ExampleIndex:
         for i in range(0, len(unique), chunk):
             part = unique[i:i + chunk]
             out.append(self.encoder.encode(part, convert_to_tensor=True, normalize_embeddings=True,
-                                           batch_size=batch_size).float().cpu())
+                                           show_progress_bar=False, batch_size=batch_size).float().cpu())
             if progress:
                 progress(len(part))
         if not out:
@@ -103,10 +104,18 @@ class ExampleIndex:
         path = Path(path)
         if not (path / META_FILE).is_file():
             raise FileNotFoundError(f"{path} is not an example index (no {META_FILE})")
-        meta = json.loads((path / META_FILE).read_text())
-        with (path / RECORDS_FILE).open(encoding="utf-8") as f:
-            records = [json.loads(line) for line in f]
-        embeddings = load_file(str(path / EMBEDDINGS_FILE))["embeddings"]
+        meta, records = read_json(path / META_FILE), []
+        for n, rec in jsonl(path / RECORDS_FILE):
+            if not isinstance(rec, dict) or not {"id", "query", "plan", "tools"} <= set(rec):
+                raise BadFile(f"{path / RECORDS_FILE}: line {n}: "
+                              + (rec.reason if isinstance(rec, BadLine) else "expected an object with id, query, plan, tools"))
+            records.append(rec)
+        if not isinstance(meta, dict) or "encoder" not in meta:
+            raise BadFile(f"{path / META_FILE}: expected an object with 'encoder'")
+        try:
+            embeddings = load_file(str(path / EMBEDDINGS_FILE))["embeddings"]
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types for a corrupt file
+            raise BadFile(f"{path / EMBEDDINGS_FILE}: cannot read ({str(exc).splitlines()[0]})") from None
         return cls(records, embeddings, meta["encoder"], encoder)
 
     def search(self, query: str, tools: Iterable[str], k: int = 6, exclude_id: str | None = None,

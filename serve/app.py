@@ -3,6 +3,7 @@ health/readiness, a body-size cap, a generation timeout, and one generation at a
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import math
 import time
@@ -93,6 +94,26 @@ class BodyLimit:
             replayed = True
             return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
         await self.app(scope, replay, send)
+
+
+class ApiKey:
+    """Pure ASGI middleware: every route but health and readiness needs ``Authorization: Bearer KEY``
+    (compared in constant time); anything else gets 401 before the body is read. Added last
+    (``app.add_middleware(ApiKey, key=...)``), it runs first."""
+
+    OPEN = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app, key: str):
+        self.app, self.expected = app, f"Bearer {key}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] not in self.OPEN:
+            given = dict(scope["headers"]).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                denied = error(401, "missing or wrong API key: send 'Authorization: Bearer KEY'", "authentication_error")
+                denied.headers["www-authenticate"] = "Bearer"
+                return await denied(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 class StepSplitter:

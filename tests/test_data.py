@@ -52,7 +52,7 @@ def test_strict_names_file_record_and_field(real_file):
 def test_malformed_file_is_one_line_error(tmp_path):
     path = tmp_path / "broken.json"
     path.write_text('{"a": {"input": "x",')
-    with pytest.raises(DataError, match=r"broken.json: not valid JSON \(line 1"):
+    with pytest.raises(DataError, match=r"broken.json: line 1: not JSON"):
         load_file(path)
     path.write_text("[1, 2]")
     with pytest.raises(DataError, match="expected one JSON object keyed by record id"):

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from serve import create_app
-from serve.app import StepSplitter, plan_response, tool_calls
+from serve.app import ApiKey, StepSplitter, plan_response, tool_calls
 from tinyagent_ft.catalog import TOOL_NAMES
 from tinyagent_ft.planner import Planner, PlanResult
 
@@ -251,3 +251,79 @@ def test_fuzz_openapi_schema_finds_no_server_error(server):
             except Unsatisfiable:  # no invalid input exists for a GET without parameters
                 assert mode == schemathesis.GenerationMode.NEGATIVE and operation.method.upper() == "GET"
     assert calls > 50 and not failures, failures[:3]
+
+
+KEY = "s3cret-key"
+
+
+def test_api_key_guards_everything_but_health(planner):
+    app = create_app(lambda: planner, timeout_s=30)
+    app.add_middleware(ApiKey, key=KEY)
+    with TestClient(app) as c:
+        assert c.get("/healthz").status_code == 200
+        for _ in range(100):
+            if c.get("/readyz").status_code == 200:
+                break
+            time.sleep(0.05)
+        body = {"query": "Text Bob", "tools": ["send_sms"], "max_new_tokens": 4}
+        for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": KEY}, {"authorization": f"bearer {KEY}"}):
+            r = c.post("/v1/plan", json=body, headers=headers)
+            assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+            assert r.json()["error"]["type"] == "authentication_error"
+            assert c.get("/v1/tools", headers=headers).status_code == 401
+        ok = {"authorization": f"Bearer {KEY}"}
+        assert c.post("/v1/plan", json=body, headers=ok).status_code == 200
+        assert c.get("/v1/tools", headers=ok).status_code == 200
+        assert c.post("/v1/plan", content=b"x" * 100_000, headers={"content-type": "application/json"}).status_code == 401
+
+
+@pytest.fixture(scope="module")
+def keyed_server():
+    import os
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--port", str(port),
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "TINYAGENT_FT_API_KEY": KEY})
+    import httpx2 as httpx
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if httpx.get(url + "/readyz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None:
+                raise RuntimeError(proc.stdout.read())
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_api_key_from_environment_on_a_real_server(keyed_server):
+    import httpx2 as httpx
+    from openai import AuthenticationError, OpenAI
+    assert httpx.get(keyed_server + "/healthz").status_code == 200
+    assert httpx.get(keyed_server + "/v1/tools").status_code == 401
+    assert httpx.get(keyed_server + "/v1/tools", headers={"authorization": f"Bearer {KEY}"}).status_code == 200
+    messages = [{"role": "user", "content": "Text Bob hi"}]
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=keyed_server + "/v1", api_key="wrong").chat.completions.create(
+            model="planner", messages=messages, max_tokens=4)
+    resp = OpenAI(base_url=keyed_server + "/v1", api_key=KEY).chat.completions.create(
+        model="planner", messages=messages, max_tokens=4)
+    assert resp.usage.prompt_tokens > 0
+
+
+def test_public_host_without_key_warns():
+    """192.0.2.1 (TEST-NET) is not loopback and cannot be bound: the warning comes, then the bind fails."""
+    proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--host", "192.0.2.1",
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait(10)
+    assert first.startswith("warning: serving on 192.0.2.1 without an API key") and "TINYAGENT_FT_API_KEY" in first

@@ -86,10 +86,27 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
     assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2, constrain=False)
 
 
-def test_layerwise_mode_trains(synth_dir, tmp_path):
+def test_layerwise_mode_trains_and_reports_to_tensorboard(synth_dir, tmp_path):
     cfg = tiny(synth_dir, tmp_path, "optimizer.layerwise=true", "training.max_steps=2", "training.eval_steps=2",
-               "data.max_train=8")
+               "data.max_train=8", "training.report_to=[tensorboard]", "training.run_name=lw")
     assert run_training(cfg, show_progress=False)["steps"] == 2
+    assert list(tmp_path.rglob("events.out.tfevents*"))  # the Trainer's own TensorBoard integration wrote
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "-c", CONFIGS[0].with_name("tiny.yaml"), "training.report_to=[tensorbored]", "--dry-run"],
+     "training.report_to: Value error, unknown tracker(s) tensorbored; choose from "),
+    (["train", "-c", CONFIGS[0].with_name("tiny.yaml"), "training.report_to=wandb", "--dry-run"],
+     "training.report_to: Value error, tracker(s) wandb not installed (pip install wandb)"),
+    (["retriever", "train", "--data", "nowhere", "--out", "x", "--report-to", "tensorboard", "--report-to", "wandb"],
+     "--report-to: Value error, tracker(s) wandb not installed"),
+])
+def test_missing_tracker_is_one_line_before_training(args, message):
+    import importlib.util
+    if importlib.util.find_spec("wandb"):
+        pytest.skip("wandb is installed here")
+    res = subprocess.run([sys.executable, "-m", "tinyagent_ft", *map(str, args)], capture_output=True, text=True)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
 
 
 def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
@@ -100,3 +117,79 @@ def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+
+
+class Records(list):
+    """Collects transformers' log records (its loggers do not propagate to pytest's caplog)."""
+
+    def __enter__(self):
+        import logging
+        self.handler = logging.Handler()
+        self.handler.emit = lambda record: self.append(record.getMessage())
+        logging.getLogger("transformers").addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+        logging.getLogger("transformers").removeHandler(self.handler)
+
+
+def test_resume_skips_incomplete_checkpoints_and_keeps_them(synth_dir, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny(synth_dir, out, "data.max_train=16")  # checkpoints at steps 3 and 6
+    with Records() as logs:
+        assert run_training(cfg, show_progress=False)["steps"] == 6
+    assert not [m for m in logs if "missing keys" in m]  # tied lm_head after loading the best checkpoint
+    assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint-3", "checkpoint-6"]
+
+    optimizer = out / "checkpoint-6" / "optimizer.pt"
+    half = optimizer.read_bytes()[:optimizer.stat().st_size // 2]
+    optimizer.write_bytes(half)  # killed while saving
+    lines = []
+    assert run_training(cfg, resume="auto", show_progress=False, log=lines.append)["steps"] == 6
+    assert [m for m in lines if "checkpoint" in m] == [
+        f"resume=auto: skipping incomplete {out / 'checkpoint-6'} (optimizer.pt is truncated or corrupt); left in place"]
+    assert (out / "superseded-checkpoint-6" / "optimizer.pt").read_bytes() == half  # kept, not deleted
+    assert not (out / ".checkpoint-staging").exists()
+
+    (out / "checkpoint-6" / "trainer_state.json").unlink()
+    lines.clear()
+    assert run_training(cfg, resume="auto", show_progress=False, log=lines.append)["steps"] == 6
+    assert [m for m in lines if "checkpoint" in m] == [
+        f"resume=auto: skipping incomplete {out / 'checkpoint-6'} (trainer_state.json is missing); left in place"]
+    assert (out / "superseded-checkpoint-6-old" / "model.safetensors").is_file()
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["global_step"] == 6 and state["best_model_checkpoint"] == str(out / "checkpoint-3")
+
+
+def test_tied_embeddings_stay_tied_when_the_best_checkpoint_loads(tmp_path):
+    """The Trainer's best-model load reports the tied lm_head.weight as missing; the mixin re-ties quietly."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    from tinyagent_ft.checkpoints import TiedWeights
+    from tinyagent_ft.models import resolve_model
+
+    class T(TiedWeights, Trainer):
+        pass
+
+    saved = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random"))
+    assert saved.config.tie_word_embeddings
+    with torch.no_grad():
+        saved.model.embed_tokens.weight.add_(1.0)
+    saved.save_pretrained(tmp_path / "best")
+    weights = load_file(tmp_path / "best" / "model.safetensors")
+    assert "lm_head.weight" not in weights
+
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random"))
+    trainer = T(model=model, args=TrainingArguments(str(tmp_path / "t"), report_to=[], use_cpu=True))
+    with Records() as logs:
+        trainer._issue_warnings_after_load(model.load_state_dict(weights, strict=False))
+    assert not logs
+    assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()
+    assert torch.equal(model.lm_head.weight, weights["model.embed_tokens.weight"])
+    del weights["model.norm.weight"]  # a truly missing key still warns
+    with Records() as logs:
+        trainer._issue_warnings_after_load(model.load_state_dict(weights, strict=False))
+    assert any("missing keys" in m and "model.norm.weight" in m for m in logs)

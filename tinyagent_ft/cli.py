@@ -9,11 +9,14 @@ import typer
 from rich.table import Table
 
 from .config import ConfigError
-from .console import UserError, console, progress_bar
+from .console import UserError, console, progress_bar, quiet_third_party
 from .data import DataError, load_dataset
+from .jsonio import BadFile
+from .memory import return_freed_memory
 from .retriever_cli import retriever_app
 from .train_cli import evaluate, train
 
+API_KEY_ENV = "TINYAGENT_FT_API_KEY"
 app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Synthesize, inspect and validate TinyAgent-format data.", no_args_is_help=True)
@@ -169,12 +172,29 @@ def serve(model: str = typer.Option(..., help="planner folder from `train`, pres
           classifier: str | None = typer.Option(None, help="tool classifier (default: the model folder's)"),
           index: str | None = typer.Option(None, help="example index (default: the model folder's)"),
           timeout: float = typer.Option(60.0, min=1, help="seconds one generation may take"),
-          device: str | None = typer.Option(None)):
+          device: str | None = typer.Option(None),
+          api_key: str | None = typer.Option(None, envvar=API_KEY_ENV, show_envvar=True,
+                                             help="require 'Authorization: Bearer KEY' (all but /healthz, /readyz)")):
     """Serve plans over REST (FastAPI + uvicorn): /v1/plan, /v1/chat/completions, /v1/tools, /healthz, /readyz."""
     import uvicorn
 
     from serve import planner_app
-    uvicorn.run(planner_app(model, device, classifier, index, timeout), host=host, port=port, log_level="info")
+    from serve.app import ApiKey
+    if not api_key and not _loopback(host):
+        print(f"warning: serving on {host} without an API key: anyone who reaches port {port} can use it "
+              f"(pass --api-key or set {API_KEY_ENV})", file=sys.stderr)
+    app = planner_app(model, device, classifier, index, timeout)
+    if api_key:
+        app.add_middleware(ApiKey, key=api_key)
+    uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return host == "localhost"
 
 
 @app.command("env")
@@ -204,8 +224,13 @@ def env():
 
 
 def main() -> None:
+    quiet_third_party()
+    return_freed_memory()
     try:
         app()
-    except (DataError, UserError, ConfigError) as exc:
+    except (DataError, UserError, ConfigError, BadFile) as exc:
         print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
+        sys.exit(2)
+    except (RecursionError, UnicodeDecodeError) as exc:  # corrupt input a loader did not name: still one line
+        print(f"error: unreadable input ({type(exc).__name__}: {str(exc).splitlines()[0]})", file=sys.stderr)
         sys.exit(2)

@@ -5,7 +5,10 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .jsonio import decode
+from .tracking import check_trackers
 
 
 class Section(BaseModel):
@@ -82,6 +85,10 @@ class TrainingConfig(Section):
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: every epoch)")
     save_total_limit: int = Field(2, ge=1)
     seed: int = 0
+    report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard] or [wandb]; [] keeps runs offline")
+    run_name: str | None = Field(None, description="run name shown by the trackers (default: output_dir)")
+
+    _trackers = field_validator("report_to", mode="before")(check_trackers)
 
 
 class EvalConfig(Section):
@@ -133,6 +140,18 @@ def _set(tree: dict, dotted: str, value) -> None:
     tree[leaf] = value
 
 
+def _yaml(text: str):
+    """``yaml.safe_load`` raising one-line ValueErrors, deep nesting included."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        raise ValueError(f"{where}not valid YAML ({problem})") from None
+    except RecursionError:
+        raise ValueError("YAML nested too deeply to read") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
     """Read YAML (optional), apply ``a.b=value`` overrides (values parsed as YAML), validate."""
     where = str(path) if path else "defaults"
@@ -142,16 +161,20 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            tree = _yaml(decode(path.read_bytes())) or {}
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         if not isinstance(tree, dict):
             raise ConfigError(f"{path}: expected a mapping of sections")
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. optimizer.lr=1e-4")
-        _set(tree, key.strip(), yaml.safe_load(raw) if raw.strip() else None)
+        try:
+            value = _yaml(raw) if raw.strip() else None
+        except ValueError as exc:
+            raise ConfigError(f"override {key}: {exc}") from None
+        _set(tree, key.strip(), value)
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as exc:

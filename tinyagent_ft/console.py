@@ -1,29 +1,110 @@
-"""Terminal output shared by the command groups: one console, one progress bar style, one user error."""
+"""Terminal output shared by the command groups: one console, one progress style, one user error.
+
+Every long stage reports through ``progress_bar()``: on a terminal a rich bar with count, rate, elapsed
+time and ETA; in a log (no terminal) one plain line per interval and one when the stage ends, never
+characters drawn for a terminal. Third-party bars (transformers, datasets, the hub) are switched off."""
 from __future__ import annotations
 
-import sys
+import os
+import time
+from datetime import timedelta
 
 from rich.console import Console
 
 console = Console()
+LOG_INTERVAL_S = 30.0
 
 
 class UserError(ValueError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 
-def progress_bar():
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+def quiet_third_party() -> None:
+    """No tqdm bars from transformers ("Loading weights", "Writing model shards"), datasets or the hub."""
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
+
+
+def _clock(seconds: float | None) -> str:
+    return "-:--:--" if seconds is None else str(timedelta(seconds=int(seconds)))
+
+
+class LogProgress:
+    """The log form of the bar: ``name: 40/100 (40%) 2.10/s, 0:00:19 elapsed, eta 0:00:28, info``, at most
+    once per ``interval`` seconds per task while it runs, and once for every task when the block ends."""
+
+    def __init__(self, interval: float = LOG_INTERVAL_S):
+        self.interval, self.tasks = interval, {}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        for task in self.tasks.values():
+            self._print(task)
+        self.tasks.clear()
+
+    def add_task(self, description: str, total: float | None = None, completed: float = 0, **fields) -> int:
+        now = time.monotonic()
+        self.tasks[len(self.tasks)] = {"name": description, "total": total, "completed": completed, "start": completed,
+                                       "t0": now, "last": now, **fields}
+        return len(self.tasks) - 1
+
+    def advance(self, task_id: int, advance: float = 1) -> None:
+        self.update(task_id, completed=self.tasks[task_id]["completed"] + advance)
+
+    def update(self, task_id: int, completed: float | None = None, **fields) -> None:
+        task = self.tasks[task_id]
+        task.update(fields)
+        if completed is not None:
+            task["completed"] = completed
+        running = task["total"] is None or task["completed"] < task["total"]
+        if running and time.monotonic() - task["last"] >= self.interval:
+            self._print(task)
+
+    def _print(self, task: dict) -> None:
+        now = time.monotonic()
+        task["last"] = now
+        elapsed, done, total = now - task["t0"], task["completed"], task["total"]
+        rate = (done - task["start"]) / elapsed if elapsed > 0 else 0.0
+        line = f"{task['name']}: {done:,.0f}"
+        if total:
+            eta = (total - done) / rate if rate > 0 else None
+            line += f"/{total:,.0f} ({done / total:.0%}) {rate:,.2f}/s, {_clock(elapsed)} elapsed, eta {_clock(eta)}"
+        else:
+            line += f" {rate:,.2f}/s, {_clock(elapsed)} elapsed"
+        if task.get("info"):
+            line += f", {task['info']}"
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def progress_bar(interval: float = LOG_INTERVAL_S):
+    """A rich bar on a terminal, ``LogProgress`` otherwise; both take ``add_task(name, total=..., info=...)``,
+    ``advance``, ``update`` and work as context managers."""
+    if not console.is_terminal:
+        return LogProgress(interval)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn,
                                TimeRemainingColumn)
+    from rich.text import Text
 
-    class Rate(TextColumn):
-        def __init__(self):
-            super().__init__("")
-
+    class Rate(ProgressColumn):
         def render(self, task):
-            from rich.text import Text
-            return Text(f"{task.speed or 0:,.0f}/s")
+            return Text(f"{task.speed or 0:,.2f}/s")
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                    TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
-                    disable=not console.is_terminal and not sys.stderr.isatty())
+    class Info(ProgressColumn):
+        def render(self, task):
+            return Text(task.fields.get("info", ""))
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn(),
+                    TextColumn("eta"), TimeRemainingColumn(), Info(), console=console)

@@ -11,7 +11,6 @@ A directory holds one file per split (``train``, ``validation``, ``test``) in ei
 from __future__ import annotations
 
 import ast
-import json
 import logging
 import re
 from collections import Counter
@@ -21,6 +20,8 @@ from datetime import datetime
 from pathlib import Path
 
 from eval.plan import ARGUMENT_ERRORS, parse_plan
+
+from .jsonio import BadFile, BadLine, jsonl, read_json
 
 log = logging.getLogger(__name__)
 SPLITS = ("train", "validation", "test")
@@ -117,22 +118,13 @@ def _from_jsonl_obj(rec) -> Example:
 def _records(path: Path) -> Iterator[tuple[str, object, str]]:
     """Yield (record id, parsed record or exception, where) for either file format."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    yield f"line {n}", json.loads(line), f"line {n}"
-                except json.JSONDecodeError as exc:
-                    yield f"line {n}", _Skip("record", f"not JSON ({exc.msg})"), f"line {n}"
+        for n, rec in jsonl(path):
+            yield f"line {n}", _Skip("record", rec.reason) if isinstance(rec, BadLine) else rec, f"line {n}"
         return
     try:
-        with path.open(encoding="utf-8") as fh:
-            data = json.load(fh)
-    except json.JSONDecodeError as exc:
-        raise DataError(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
+        data = read_json(path)
+    except BadFile as exc:
+        raise DataError(str(exc)) from None
     if not isinstance(data, dict):
         raise DataError(f"{path}: expected one JSON object keyed by record id, got {type(data).__name__}")
     for rid, rec in data.items():

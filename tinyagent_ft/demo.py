@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .config import load_config
 from .console import console
+from .memory import PeakRSS, release
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 METRICS = ("success_rate", "success_rate_strict", "parse_rate", "tool_f1_micro", "edge_f1", "arg_f1")
@@ -50,11 +51,13 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: in
     data, clf_dir, index_dir, run_dir = out / "data", out / "tool-classifier", out / "example-index", out / "planner"
     cfg = load_config(config, [f"data.path={data}", f"prompt.classifier={clf_dir}", f"prompt.index={index_dir}",
                                f"training.output_dir={run_dir}", f"training.seed={seed}", *overrides])
-    timings, begin = {}, time.perf_counter()
+    timings, memory, peak, begin = {}, {}, PeakRSS(), time.perf_counter()
 
     def stage(name: str) -> None:
+        release()  # the stage's models and Trainer go before the next stage loads its own
         timings[name] = round(time.perf_counter() - begin - sum(timings.values()), 1)
-        console.print(f"[bold green]done[/] {name} in {timings[name]:.0f} s")
+        memory[name] = peak.take()
+        console.print(f"[bold green]done[/] {name} in {timings[name]:.0f} s, peak memory {memory[name]:.2f} GiB")
 
     console.rule("1/5 synthesize data")
     synthesize(data, SynthConfig(n=n, seed=seed))
@@ -68,6 +71,8 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: in
     clf.save_pretrained(clf_dir, extra={"calibrated_on": "validation", "target_recall": 0.99})
     test = load_dataset(data, "test").examples[:test_size]
     selection = evaluate_classifier(clf, [Labelled(e.query, e.tools) for e in test])
+    threshold = clf.threshold
+    del clf, val
     stage("classifier")
 
     console.rule("3/5 example index")
@@ -85,7 +90,7 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: in
     stage("evaluation")
     result = {"rows": rows, "timings_s": timings, "total_s": round(time.perf_counter() - begin, 1),
               "test_queries": len(test), "tool_selection": {k: selection[k] for k in ("recall", "mean_tools")},
-              "classifier_threshold": clf.threshold, "training": training, "config": cfg.model_dump()}
+              "peak_memory_gib": memory, "classifier_threshold": threshold, "training": training, "config": cfg.model_dump()}
     (out / "demo.json").write_text(json.dumps(result, indent=2))
     (out / "demo.md").write_text(to_markdown(result))
     _plot(rows, out / "demo.png")
@@ -101,5 +106,9 @@ def to_markdown(result: dict) -> str:
     t = result["timings_s"]
     lines += ["", f"{result['test_queries']} held-out test queries; tools by the classifier (recall "
               f"{result['tool_selection']['recall']:.3f}, {result['tool_selection']['mean_tools']:.2f} tools/query); "
-              f"wall time {result['total_s'] / 60:.1f} min (" + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ")."]
+              f"wall time {result['total_s'] / 60:.1f} min (" + ", ".join(f"{k} {v:.0f} s" for k, v in t.items()) + ")"]
+    if memory := result.get("peak_memory_gib"):
+        lines[-1] += (f"; peak memory {max(memory.values()):.2f} GiB ("
+                      + ", ".join(f"{k} {v:.2f}" for k, v in memory.items()) + ")")
+    lines[-1] += "."
     return "\n".join(lines) + "\n"

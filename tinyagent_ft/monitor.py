@@ -1,4 +1,5 @@
-"""Training telemetry: one JSON line per log event and a live bar with loss, lr, grad norm, tokens/s, ETA."""
+"""Training telemetry: one JSON line per log event and the project's progress bar (loss, lr, grad norm,
+tokens/s, ETA; plain lines in a log)."""
 from __future__ import annotations
 
 import json
@@ -7,24 +8,22 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from .console import console
+from .console import console, progress_bar
 
 
 class TrainingMonitor(TrainerCallback):
-    """Replaces the Trainer's tqdm output (main process only)."""
+    """Replaces the Trainer's tqdm bar and printed log dicts (main process only)."""
 
-    def __init__(self, metrics_file: Path, show_progress: bool = True):
-        self.file, self.show = Path(metrics_file), show_progress
+    def __init__(self, metrics_file: Path, show_progress: bool = True, name: str = "train"):
+        self.file, self.show, self.name = Path(metrics_file), show_progress, name
         self.bar = self.task = None
         self.last = (time.perf_counter(), 0)
 
     def on_train_begin(self, args, state, control, **kw):
         if not state.is_world_process_zero or not self.show:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-        self.bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console)
-        self.task = self.bar.add_task("train", total=state.max_steps, completed=state.global_step, info="")
+        self.bar = progress_bar()
+        self.task = self.bar.add_task(self.name, total=state.max_steps, completed=state.global_step, info="")
         self.bar.start()
         self.last = (time.perf_counter(), state.num_input_tokens_seen)
 
@@ -50,7 +49,7 @@ class TrainingMonitor(TrainerCallback):
                 info += f"  {row['tokens_per_second']:,.0f} tok/s"
             self.bar.update(self.task, info=info)
         if "eval_success_rate" in row:
-            self.bar.console.print(f"step {state.global_step}: validation success {row['eval_success_rate']:.3f} "
+            console.print(f"step {state.global_step}: validation success {row['eval_success_rate']:.3f} "
                                    f"(strict {row['eval_success_rate_strict']:.3f}, parse {row['eval_parse_rate']:.3f})")
 
     def on_train_end(self, args, state, control, **kw):

@@ -7,7 +7,6 @@ unless a classifier and index are passed.
 """
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ import torch
 
 from eval.plan import END_OF_PLAN
 
+from .jsonio import read_json
 from .prompt import PromptBuilder, PromptSettings, render, sample_prompt_tools
 from .samples import prompt_ids
 
@@ -99,7 +99,7 @@ class Planner:
         path = Path(resolve_model(str(name_or_path)))
         settings = PromptSettings()
         if (path / SETTINGS_FILE).is_file():
-            settings = PromptSettings.model_validate(json.loads((path / SETTINGS_FILE).read_text())["prompt"])
+            settings = PromptSettings.model_validate(read_json(path / SETTINGS_FILE)["prompt"])
         if num_examples is not None:
             settings.num_examples = num_examples
         classifier = classifier or (path / CLASSIFIER_DIR if (path / CLASSIFIER_DIR).is_dir() else None)

@@ -37,7 +37,9 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
           threshold: float = typer.Option(0.5), keep_top1: bool = typer.Option(True),
           max_examples: int | None = typer.Option(None, help="train on the first N examples"),
           eval_split: str = typer.Option("validation", help="split to report on after training; 'none' skips"),
-          target_recall: float | None = typer.Option(None, help="lower the threshold on EVAL_SPLIT until recall reaches this")):
+          target_recall: float | None = typer.Option(None, help="lower the threshold on EVAL_SPLIT until recall reaches this"),
+          report_to: list[str] = typer.Option([], help="Trainer tracker (repeatable): tensorboard, wandb, mlflow, trackio, ..."),
+          run_name: str | None = typer.Option(None, help="run name for the trackers")):
     """Fine-tune the multi-label tool classifier; saves model, tokenizer, label map and threshold."""
     from retriever import ClassifierConfig, load_labelled, train_classifier
     from retriever.tool_classifier import calibrate_threshold, evaluate_classifier
@@ -45,9 +47,11 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
         raise UserError("--target-recall needs an --eval-split to calibrate on")
     try:
         cfg = ClassifierConfig(backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight,
-                               threshold=threshold, keep_top1=keep_top1, max_examples=max_examples)
+                               threshold=threshold, keep_top1=keep_top1, max_examples=max_examples,
+                               report_to=report_to, run_name=run_name)
     except ValidationError as exc:
-        raise UserError("; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
+        raise UserError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
+                                 for e in exc.errors())) from None
     pairs = load_labelled(data, split)
     clf = train_classifier(pairs, cfg, out)
     console.print(f"saved classifier to {out}")

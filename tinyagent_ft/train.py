@@ -12,10 +12,12 @@ from pathlib import Path
 import torch
 import yaml
 
+from .checkpoints import AtomicCheckpoints, TiedWeights, latest_complete
 from .config import ConfigError, TrainConfig
 from .console import progress_bar
 from .monitor import TrainingMonitor
 from .data import load_dataset
+from .memory import PlanOnlyLoss
 from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, bf16_supported, pick_device, pick_dtype
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
@@ -80,7 +82,7 @@ def load_model(cfg: TrainConfig, device: str, attn_implementation: str | None = 
     if cfg.optimizer.name == "lora":
         model = apply_lora(model, cfg)
     if cfg.model.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        getattr(model, "activation_checkpointing_enable", model.gradient_checkpointing_enable)()  # renamed in 5.x
         model.config.use_cache = False
     return model, tok
 
@@ -155,7 +157,6 @@ def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, o
 def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:
     """Train per ``cfg``; returns a summary. ``resume``: None, "auto" (latest checkpoint) or a path."""
     from transformers import AutoConfig, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
-    from transformers.trainer_utils import get_last_checkpoint
 
     from .kernels import apply_fused_kernels
     from .models import resolve_model
@@ -216,8 +217,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         logging_steps=t.logging_steps, logging_first_step=True, eval_strategy="steps", eval_steps=eval_every,
         save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
         load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
-        bf16=bf16, seed=t.seed, report_to=[], remove_unused_columns=False, disable_tqdm=True,
-        include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
+        bf16=bf16, seed=t.seed, report_to=t.report_to, run_name=t.run_name, remove_unused_columns=False,
+        disable_tqdm=True, include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
         train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
@@ -225,7 +226,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     val_order = sorted(range(len(val_examples)), key=lambda i: (len(val_tools[i] or ()), len(val_examples[i].query)))
     eval_time = {"seconds": 0.0, "runs": 0}
 
-    class PlannerTrainer(Trainer):
+    class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
             model = self.model
             was_training = model.training
@@ -261,7 +262,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
-    checkpoint = get_last_checkpoint(str(out)) if resume == "auto" else resume
+    checkpoint = latest_complete(out, log) if resume == "auto" else resume
     if resume == "auto" and checkpoint is None:
         log("resume=auto: no checkpoint yet, starting fresh")
     start_tokens = json.loads((Path(checkpoint) / "trainer_state.json").read_text()).get(

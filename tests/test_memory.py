@@ -1,0 +1,60 @@
+"""Host memory: the plan-only loss is exact, and per-stage peaks are measured."""
+import time
+
+import torch
+
+from tinyagent_ft.data import load_dataset
+from tinyagent_ft.memory import PeakRSS, PlanOnlyLoss, release
+
+
+def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path):
+    """Logits for labelled positions only: same loss and gradients as the full-vocabulary path."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        DataCollatorForSeq2Seq,
+        Trainer,
+        TrainingArguments,
+    )
+
+    from tinyagent_ft.models import resolve_model
+    from tinyagent_ft.prompt import PromptBuilder, PromptSettings
+    from tinyagent_ft.samples import build_samples
+
+    class Lean(PlanOnlyLoss, Trainer):
+        pass
+
+    path = resolve_model("tiny-random")
+    tok = AutoTokenizer.from_pretrained(path)
+    examples = load_dataset(synth_dir, "train").examples[:3]
+    samples, _ = build_samples(examples, tok, PromptBuilder(PromptSettings(num_examples=0)),
+                               [sorted(e.tools) for e in examples], 2048)
+    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(samples)
+    assert (batch["labels"] == -100).float().mean() > 0.5  # most positions are prompt or padding
+    n = (batch["labels"][:, 1:] != -100).sum()
+    results = []
+    for cls, checkpointing in ((Trainer, False), (Lean, False), (Lean, True)):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        if checkpointing:  # as configs/demo.yaml trains
+            model.activation_checkpointing_enable()
+        trainer = cls(model=model, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True))
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (stock, stock_grads), *lean = results
+    assert stock > 1
+    for loss, grads in lean:
+        assert torch.allclose(stock, loss, rtol=1e-5)
+        assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(stock_grads, grads))
+
+
+def test_peak_rss_sees_a_short_allocation_and_resets():
+    peak = PeakRSS(interval_s=0.01)
+    before = peak.take()
+    block = torch.ones(256 * 2**20 // 4)  # 256 MiB, touched
+    time.sleep(0.2)
+    del block
+    release()
+    assert peak.take() >= before + 0.2
+    time.sleep(0.1)
+    assert peak.take() < before + 0.2  # the next period starts from the current size
