@@ -112,3 +112,14 @@ def test_random_model_writes_valid_plans(gold):
     assert planner.stats["forced_endings"] == sum(r.forced_end for r in results)
     free = planner.generate(queries[:4], max_new_tokens=24, constrain=False)
     assert not any(r.constrained for r in free)
+
+
+def test_end_marker_never_inside_a_string(constraint):
+    """The base model once wrote `"); 2. join()<END_OF_PLAN>` inside a string, and the stop string ended
+    the plan there: strings may not hold "<", so the marker only ever ends a plan."""
+    m = constraint.matcher([t.name for t in TOOLS])
+    prefix = '1. create_reminder("review", "2024-06-09 15:00:00", "", "'
+    assert m.consume_tokens(constraint.tokens(prefix))
+    inside = constraint.tokens("); 2. join()<END_OF_PLAN>")
+    assert m.validate_tokens(inside) < len(inside)
+    assert not accepts(constraint, ["send_sms"], "Thought: done <END_OF_PLAN>\n1. join()<END_OF_PLAN>")

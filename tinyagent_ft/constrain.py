@@ -22,8 +22,8 @@ from .catalog import BY_NAME, Tool
 from .grammar import GrammarLimits, closing_text, join_line, minimal_value, plan_grammar
 
 # Token classes llguidance can allow in one step where a string's body allows all of them (string
-# characters exclude quotes, backslashes and "$", which may only start a reference): ~4x faster masks.
-_BODY = "[^\"'\\\\$\\x00-\\x1F\\x7F]"
+# characters exclude quotes, backslashes, "<" and "$", which may only start a reference): ~4x faster masks.
+_BODY = "[^\"'\\\\$<\\x00-\\x1F\\x7F]"
 _SLICES = [_BODY + "{1,10}", _BODY + "{1,30}", "[\\x20\\x0A\\x0D\\x09]+"]
 _CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # HF tokenizer -> PlanConstraint
 

@@ -40,11 +40,12 @@ def _ids(k: int) -> str:
 
 def _string(q: str, k: int, limit: int) -> str:
     """A string in quote ``q``: plain characters and escapes; ``$`` only as a reference to steps
-    1..k-1, and a bare ``$j`` not followed by a digit (``$1`` then ``0`` would read as ``$10``)."""
-    plain = rf"([^{q}\\$\n]|{_ESCAPE})"
+    1..k-1, and a bare ``$j`` not followed by a digit (``$1`` then ``0`` would read as ``$10``).
+    No ``<``: the end marker ``<END_OF_PLAN>`` written inside a string would end the plan there."""
+    plain = rf"([^{q}\\$<\n]|{_ESCAPE})"
     if k == 1:
         return rf"{q}{plain}{{0,{limit}}}{q}"
-    no_digit = rf"([^{q}\\$\n0-9]|{_ESCAPE})"
+    no_digit = rf"([^{q}\\$<\n0-9]|{_ESCAPE})"
     ref = rf"\${_ids(k)}"
     return rf"{q}({plain}|{ref}{no_digit}|\$\{{{_ids(k)}\}}){{0,{limit}}}({ref})?{q}"
 
@@ -88,7 +89,7 @@ def plan_grammar(tools: Sequence[Tool], limits: GrammarLimits = GrammarLimits())
         rules.append(f"call{k}: " + " | ".join(f"tool{i}_{k}" for i in range(len(tools))))
         rules += [f'tool{i}_{k}: "{t.name}(" {" SEP ".join(_arg(a, k) for a in t.args)} ")"'
                   for i, t in enumerate(tools)]
-    terminals = [_terminal("THOUGHT", rf"Thought: [^\n]{{0,{limits.max_thought}}}\n"),
+    terminals = [_terminal("THOUGHT", rf"Thought: [^\n<]{{0,{limits.max_thought}}}\n"),
                  _terminal("SEP", ", ?"), _terminal("INT", "-?[0-9]{1,9}"), _terminal("BOOL", "True|False"),
                  _terminal("DATE", _quoted(lambda q: f"{q}{_DATE}{q}")),
                  _terminal("DATE_OR_EMPTY", _quoted(lambda q: f"{q}({_DATE})?{q}"))]
