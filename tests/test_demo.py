@@ -7,7 +7,7 @@ import sys
 def test_demo_reports_time_and_peak_memory_per_stage(tmp_path):
     cmd = [sys.executable, "-m", "tinyagent_ft", "demo", "--out", str(tmp_path), "--n", "500", "--test-size", "2",
            "model.name=tiny-random", "data.max_train=8", "training.max_steps=2", "training.eval_steps=2",
-           "eval.subset=2", "eval.max_new_tokens=8"]
+           "eval.subset=2", "eval.max_new_tokens=24"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=1200)
     assert res.returncode == 0, res.stderr[-3000:]
     result = json.loads((tmp_path / "demo.json").read_text())

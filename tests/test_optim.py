@@ -261,7 +261,7 @@ def test_ddp_two_processes_stay_identical(tmp_path):
 def test_staggered_refreshes_spread_over_the_gap():
     torch.manual_seed(6)
     ws = [nn.Parameter(torch.randn(10, 10)) for _ in range(4)]
-    opt = NaturalGaLoreAdamW([{"params": ws, "rank": 2, "update_proj_gap": 4}], lr=1e-3)
+    opt = NaturalGaLoreAdamW([{"params": ws, "rank": 2, "update_proj_gap": 4, "stagger_refresh": True}], lr=1e-3)
     refreshed = {i: [] for i in range(4)}
     for step in range(1, 11):
         before = [opt.state[w].get("P") for w in ws]

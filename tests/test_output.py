@@ -26,7 +26,7 @@ def test_classifier_training_log_is_plain_lines(synth_dir, tmp_path):
 
 def test_fine_tune_log_is_plain_lines(synth_dir, tmp_path):
     out = cli("train", "-c", TINY, f"data.path={synth_dir}", f"training.output_dir={tmp_path}", "data.max_length=2048",
-              "data.max_train=8", "training.max_steps=2", "training.eval_steps=1", "eval.subset=2", "eval.max_new_tokens=8")
+              "data.max_train=8", "training.max_steps=2", "training.eval_steps=1", "eval.subset=2", "eval.max_new_tokens=24")
     assert not [n for n in NOISE if n in out], out
     assert "prompts: 8/8 (100%)" in out and "train: 2/2 (100%)" in out and "step 2: validation success" in out
 

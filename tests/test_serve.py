@@ -265,7 +265,7 @@ def test_api_key_guards_everything_but_health(planner):
             if c.get("/readyz").status_code == 200:
                 break
             time.sleep(0.05)
-        body = {"query": "Text Bob", "tools": ["send_sms"], "max_new_tokens": 4}
+        body = {"query": "Text Bob", "tools": ["send_sms"], "max_new_tokens": 4, "constrain": False}
         for headers in ({}, {"authorization": "Bearer wrong"}, {"authorization": KEY}, {"authorization": f"bearer {KEY}"}):
             r = c.post("/v1/plan", json=body, headers=headers)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -313,7 +313,7 @@ def test_api_key_from_environment_on_a_real_server(keyed_server):
         OpenAI(base_url=keyed_server + "/v1", api_key="wrong").chat.completions.create(
             model="planner", messages=messages, max_tokens=4)
     resp = OpenAI(base_url=keyed_server + "/v1", api_key=KEY).chat.completions.create(
-        model="planner", messages=messages, max_tokens=4)
+        model="planner", messages=messages, max_tokens=4, extra_body={"constrain": False})
     assert resp.usage.prompt_tokens > 0
 
 
