@@ -34,6 +34,11 @@ def _clock(seconds: float | None) -> str:
     return "-:--:--" if seconds is None else str(timedelta(seconds=int(seconds)))
 
 
+def _rate(per_second: float) -> str:
+    """Items per second, or seconds per item when slow (a CPU fine-tuning step takes minutes)."""
+    return f"{1 / per_second:,.0f} s/it" if 0 < per_second < 0.1 else f"{per_second:,.2f}/s"
+
+
 class LogProgress:
     """The log form of the bar: ``name: 40/100 (40%) 2.10/s, 0:00:19 elapsed, eta 0:00:28, info``, at most
     once per ``interval`` seconds per task while it runs, and once for every task when the block ends."""
@@ -81,9 +86,9 @@ class LogProgress:
         line = f"{task['name']}: {done:,.0f}"
         if total:
             eta = (total - done) / rate if rate > 0 else None
-            line += f"/{total:,.0f} ({done / total:.0%}) {rate:,.2f}/s, {_clock(elapsed)} elapsed, eta {_clock(eta)}"
+            line += f"/{total:,.0f} ({done / total:.0%}) {_rate(rate)}, {_clock(elapsed)} elapsed, eta {_clock(eta)}"
         else:
-            line += f" {rate:,.2f}/s, {_clock(elapsed)} elapsed"
+            line += f" {_rate(rate)}, {_clock(elapsed)} elapsed"
         if task.get("info"):
             line += f", {task['info']}"
         console.print(line, markup=False, highlight=False, soft_wrap=True)
@@ -100,7 +105,7 @@ def progress_bar(interval: float = LOG_INTERVAL_S):
 
     class Rate(ProgressColumn):
         def render(self, task):
-            return Text(f"{task.speed or 0:,.2f}/s")
+            return Text(_rate(task.speed or 0))
 
     class Info(ProgressColumn):
         def render(self, task):
