@@ -179,12 +179,15 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server():
+def serve_tiny_random(env: dict | None = None):
+    """A real `tinyagent-ft serve` process on a free loopback port; yields its URL once /readyz is 200."""
+    import os
+
+    import httpx2 as httpx
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    import httpx2 as httpx
+                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, **(env or {})})
     url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
@@ -202,6 +205,11 @@ def server():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def server():
+    yield from serve_tiny_random()
 
 
 def test_real_uvicorn_process(server):
@@ -279,27 +287,7 @@ def test_api_key_guards_everything_but_health(planner):
 
 @pytest.fixture(scope="module")
 def keyed_server():
-    import os
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "TINYAGENT_FT_API_KEY": KEY})
-    import httpx2 as httpx
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read())
-            time.sleep(0.2)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    yield from serve_tiny_random({"TINYAGENT_FT_API_KEY": KEY})
 
 
 def test_api_key_from_environment_on_a_real_server(keyed_server):
