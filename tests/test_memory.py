@@ -48,6 +48,35 @@ def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path
         assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(stock_grads, grads))
 
 
+def test_plan_only_loss_runs_under_the_trainers_mixed_precision(synth_dir, tmp_path):
+    """The Trainer's bf16 autocast wraps model.forward, which the plan-only path skips: the decoder must
+    still compute in bf16 (fp32 on CPU is 2-3x slower; on CUDA bf16 attention kernels met fp32 weights)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+
+    from tinyagent_ft.models import resolve_model
+    from tinyagent_ft.prompt import PromptBuilder, PromptSettings
+    from tinyagent_ft.samples import build_samples
+
+    class Lean(PlanOnlyLoss, Trainer):
+        pass
+
+    path = resolve_model("tiny-random")
+    tok = AutoTokenizer.from_pretrained(path)
+    examples = load_dataset(synth_dir, "train").examples[:2]
+    samples, _ = build_samples(examples, tok, PromptBuilder(PromptSettings(num_examples=0)),
+                               [sorted(e.tools) for e in examples], 2048)
+    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(samples)
+    losses = {}
+    for bf16 in (False, True):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        seen = []
+        model.model.layers[0].mlp.down_proj.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        trainer = Lean(model=model, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True, bf16=bf16))
+        losses[bf16] = float(trainer.compute_loss(model, dict(batch)))
+        assert seen == [torch.bfloat16 if bf16 else torch.float32]
+    assert abs(losses[True] - losses[False]) < 0.05 * losses[False]
+
+
 def test_peak_rss_sees_a_short_allocation_and_resets():
     peak = PeakRSS(interval_s=0.01)
     before = peak.take()
