@@ -1,6 +1,12 @@
-"""Worker for the 2-process gloo DDP test: train with NaturalGaLoreAdamW through several projector
-refreshes, on different data per rank, and save the final weights of each rank."""
+"""Worker for the 2-process DDP check (gloo on CPU in the tests, NCCL on GPUs through
+benchmarks/train/ddp.sh): train with NaturalGaLoreAdamW through several projector refreshes on
+different data per rank, once straight through and once stopped at a checkpoint and resumed into fresh
+objects; save each rank's weights and projectors of both runs.
+
+    torchrun --nproc_per_node 2 tests/ddp_optim_worker.py OUT_DIR [svd|randomized|power]
+"""
 import sys
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -9,24 +15,62 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
 
-dist.init_process_group("gloo")
+STEPS, STOP = 13, 6  # refreshes every 4 steps: the resumed run crosses the refreshes at steps 9 and 13
+
+out, method = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "randomized")
+cuda = torch.cuda.is_available()
+dist.init_process_group("nccl" if cuda else "gloo")
 rank = dist.get_rank()
-torch.manual_seed(0)
-model = nn.Sequential(nn.Linear(24, 48), nn.Tanh(), nn.Linear(48, 24))
-ddp = DDP(model)
-opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[02]$",), update_proj_gap=4,
-                                            svd_method="randomized"), lr=1e-2)
-gen = torch.Generator().manual_seed(100 + rank)
-for _ in range(13):
-    x = torch.randn(16, 24, generator=gen)
-    ddp(x).pow(2).mean().backward()
-    opt.step()
-    opt.zero_grad()
-torch.save({k: v.detach() for k, v in model.state_dict().items()}, f"{sys.argv[1]}/rank{rank}.pt")
+device = torch.device("cuda", rank) if cuda else torch.device("cpu")
+if cuda:
+    torch.cuda.set_device(device)
+
+
+def build():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(24, 48), nn.Tanh(), nn.Linear(48, 24)).to(device)
+    opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[02]$",), update_proj_gap=4,
+                                                svd_method=method), lr=1e-2)
+    return model, DDP(model, device_ids=[rank] if cuda else None), opt
+
+
+def batches():
+    gen = torch.Generator().manual_seed(100 + rank)
+    return [torch.randn(16, 24, generator=gen).to(device) for _ in range(STEPS)]
+
+
+def train(ddp, opt, data) -> None:
+    for x in data:
+        ddp(x).pow(2).mean().backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def snapshot(model, opt) -> dict:
+    projectors = {f"{i}.{k}": v.detach().cpu() for i, p in enumerate(model.parameters())
+                  for k, v in opt.state[p].items() if k in ("P", "Q") and torch.is_tensor(v)}
+    return {"weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "projectors": projectors}
+
+
+data = batches()
+model, ddp, opt = build()
+train(ddp, opt, data)
+straight = snapshot(model, opt)
+
+model, ddp, opt = build()
+train(ddp, opt, data[:STOP])
+checkpoint = out / f"checkpoint-rank{rank}.pt"
+torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, checkpoint)
+model, ddp, opt = build()  # a new process would start here
+saved = torch.load(checkpoint, weights_only=True, map_location=device)
+model.load_state_dict(saved["model"])
+opt.load_state_dict(saved["optimizer"])
+train(ddp, opt, data[STOP:])
+torch.save({"straight": straight, "resumed": snapshot(model, opt)}, out / f"rank{rank}.pt")
 try:
     LayerwiseOptimizer(opt)
 except NotImplementedError as exc:
     if rank == 0:
-        open(f"{sys.argv[1]}/layerwise_error.txt", "w").write(str(exc))
-dist.barrier()  # no rank tears gloo down while the other still works
+        (out / "layerwise_error.txt").write_text(str(exc))
+dist.barrier()  # no rank tears the process group down while the other still works
 dist.destroy_process_group()

@@ -247,14 +247,24 @@ def test_param_groups_helper():
         NaturalGaLoreAdamW([{"params": [model[2].weight], "rank": 2, "side": "diagonal"}])
 
 
-def test_ddp_two_processes_stay_identical(tmp_path):
+@pytest.mark.parametrize("method", ["randomized", "power"])
+def test_ddp_ranks_agree_through_refreshes_and_resume(tmp_path, method):
+    """Two gloo ranks on different data: after every refresh both hold the same projectors and weights,
+    and a run stopped at a checkpoint and resumed into fresh objects ends where the straight run does."""
     script = Path(__file__).parent / "ddp_optim_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(tmp_path)], capture_output=True, text=True, env=env, timeout=300)
+                          str(script), str(tmp_path), method], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
-    w0, w1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    assert all(torch.equal(w0[k], w1[k]) for k in w0)
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    for run in ("straight", "resumed"):
+        for part in ("weights", "projectors"):
+            a, b = r0[run][part], r1[run][part]
+            assert a.keys() == b.keys() and a
+            assert all(torch.equal(a[k], b[k]) for k in a), (run, part)
+    for part in ("weights", "projectors"):
+        a, b = r0["straight"][part], r0["resumed"][part]
+        assert all(torch.equal(a[k], b[k]) for k in a), part
     assert "layer-wise mode steps inside backward" in (tmp_path / "layerwise_error.txt").read_text()
 
 

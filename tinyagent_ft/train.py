@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -29,7 +30,8 @@ MODEL_DIR, METRICS_FILE = "model", "metrics.jsonl"
 
 def projection_options(cfg: TrainConfig) -> dict:
     o = cfg.optimizer
-    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale, svd_method=o.svd_method)
+    common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale, svd_method=o.svd_method,
+                  stagger_refresh=o.svd_method == "power")
     if o.name == "galore":
         return common | dict(side="std", history=0)
     return common | dict(history=o.history, damping=o.damping)
@@ -168,6 +170,10 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_seed(t.seed)
     device = pick_device()
+    if device == "cuda" and torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:
+        # the Trainer would fall back to nn.DataParallel, whose replica threads lose the bf16 autocast
+        raise ConfigError(f"{torch.cuda.device_count()} GPUs visible: launch with `torchrun --nproc_per_node "
+                          f"{torch.cuda.device_count()} -m tinyagent_ft train ...`, or pick one with CUDA_VISIBLE_DEVICES=0")
     kernels = apply_fused_kernels(cfg.model.fused_kernels, device,  # before any model is built
                                   AutoConfig.from_pretrained(resolve_model(cfg.model.name)).model_type)
     train_examples = load_dataset(cfg.data.path, cfg.data.train_split).examples
