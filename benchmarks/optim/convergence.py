@@ -141,6 +141,7 @@ def main():
             print(f"{corpus:<10} {name:<42} {statistics.mean(losses):>8.4f} ± {sd:<6.4f} "
                   f"{statistics.mean(losses) / ref:>9.4f} {rs[0]['state_mb']:>9.1f}")
     out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     (out / "convergence.json").write_text(json.dumps({"steps": args.steps, "seeds": args.seeds, "rank": args.rank,
                                                       "results": results}, indent=2))
     import matplotlib
