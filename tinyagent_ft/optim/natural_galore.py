@@ -23,10 +23,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 # the whole state stays below GaLore's one-sided state at the same rank; among two-sided settings a
 # relative damping of 10 gave the lowest validation loss (smaller damping, e.g. the reference 1e-3,
 # was clearly worse).
-# Refreshes: one subspace iteration warm-started at the previous projector (exact SVD the first time),
-# staggered across weights so no step stalls: on the plans corpus of benchmarks/optim/convergence.py
-# (3 seeds, H200) validation loss 0.672 +- 0.009 against 0.667 +- 0.020 with an exact SVD of every
-# weight at once, at ~1/20 of the refresh time. svd_method="svd" keeps the exact refresh.
+# Refreshes: one subspace iteration warm-started at the previous projector (a seeded randomized SVD the
+# first time), staggered across weights so no step stalls: on the plans corpus of
+# benchmarks/optim/convergence.py (3 seeds, H200) validation loss 0.672 +- 0.009 against 0.667 +- 0.020
+# with an exact SVD of every weight at once, at ~1/20 of the refresh time. svd_method="svd" keeps the
+# exact refresh.
 PROJECTION_DEFAULTS = dict(rank=128, update_proj_gap=200, scale=0.25, side="two_sided", history=4,
                            damping=10.0, damping_mode="relative", history_dtype="bfloat16",
                            svd_method="power", stagger_refresh=True, tf32=False, reset_history_on_refresh=True)
