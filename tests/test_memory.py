@@ -2,34 +2,36 @@
 import time
 
 import torch
+from transformers import Trainer
 
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.memory import PeakRSS, PlanOnlyLoss, release
 
 
-def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path):
-    """Logits for labelled positions only: same loss and gradients as the full-vocabulary path."""
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoTokenizer,
-        DataCollatorForSeq2Seq,
-        Trainer,
-        TrainingArguments,
-    )
+def _tiny_batch(synth_dir, n: int) -> tuple[str, dict]:
+    """The tiny-random model's path and a padded training batch of ``n`` synthetic samples."""
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq
 
     from tinyagent_ft.models import resolve_model
     from tinyagent_ft.prompt import PromptBuilder, PromptSettings
     from tinyagent_ft.samples import build_samples
-
-    class Lean(PlanOnlyLoss, Trainer):
-        pass
-
     path = resolve_model("tiny-random")
     tok = AutoTokenizer.from_pretrained(path)
-    examples = load_dataset(synth_dir, "train").examples[:3]
+    examples = load_dataset(synth_dir, "train").examples[:n]
     samples, _ = build_samples(examples, tok, PromptBuilder(PromptSettings(num_examples=0)),
                                [sorted(e.tools) for e in examples], 2048)
-    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(samples)
+    return path, DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(samples)
+
+
+class Lean(PlanOnlyLoss, Trainer):
+    """The Trainer with the plan-only loss, as the fine-tune uses it."""
+
+
+def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path):
+    """Logits for labelled positions only: same loss and gradients as the full-vocabulary path."""
+    from transformers import AutoModelForCausalLM, TrainingArguments
+
+    path, batch = _tiny_batch(synth_dir, 3)
     assert (batch["labels"] == -100).float().mean() > 0.5  # most positions are prompt or padding
     n = (batch["labels"][:, 1:] != -100).sum()
     results = []
@@ -51,21 +53,9 @@ def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path
 def test_plan_only_loss_runs_under_the_trainers_mixed_precision(synth_dir, tmp_path):
     """The Trainer's bf16 autocast wraps model.forward, which the plan-only path skips: the decoder must
     still compute in bf16 (fp32 on CPU is 2-3x slower; on CUDA bf16 attention kernels met fp32 weights)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, Trainer, TrainingArguments
+    from transformers import AutoModelForCausalLM, TrainingArguments
 
-    from tinyagent_ft.models import resolve_model
-    from tinyagent_ft.prompt import PromptBuilder, PromptSettings
-    from tinyagent_ft.samples import build_samples
-
-    class Lean(PlanOnlyLoss, Trainer):
-        pass
-
-    path = resolve_model("tiny-random")
-    tok = AutoTokenizer.from_pretrained(path)
-    examples = load_dataset(synth_dir, "train").examples[:2]
-    samples, _ = build_samples(examples, tok, PromptBuilder(PromptSettings(num_examples=0)),
-                               [sorted(e.tools) for e in examples], 2048)
-    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(samples)
+    path, batch = _tiny_batch(synth_dir, 2)
     losses = {}
     for bf16 in (False, True):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
