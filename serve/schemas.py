@@ -6,14 +6,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from tinyagent_ft.catalog import BY_NAME
+from tinyagent_ft.grammar import MIN_PLAN_TOKENS
 
 MAX_QUERY_CHARS = 2000
-MIN_CONSTRAINED_TOKENS = 24  # "1. join()<END_OF_PLAN>" fits in this many tokens with any tokenizer
 
 
 def _budget_fits(constrain: bool, max_tokens: int | None, field: str) -> None:
-    if constrain and max_tokens is not None and max_tokens < MIN_CONSTRAINED_TOKENS:
-        raise ValueError(f"{field} must be at least {MIN_CONSTRAINED_TOKENS} with constrain=true "
+    if constrain and max_tokens is not None and max_tokens < MIN_PLAN_TOKENS:
+        raise ValueError(f"{field} must be at least {MIN_PLAN_TOKENS} with constrain=true "
                          "(the shortest plan must fit)")
 
 

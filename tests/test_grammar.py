@@ -110,6 +110,7 @@ def test_random_model_writes_valid_plans(gold):
         assert r.constrained and r.completion_tokens <= 64
     assert any(r.forced_end for r in results)  # random weights never stop on their own
     assert planner.stats["forced_endings"] == sum(r.forced_end for r in results)
+    assert planner.stats["ending_failures"] == 0  # every forced ending was one the grammar accepts
     free = planner.generate(queries[:4], max_new_tokens=24, constrain=False)
     assert not any(r.constrained for r in free)
 

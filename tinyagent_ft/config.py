@@ -7,6 +7,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .grammar import MIN_PLAN_TOKENS
 from .jsonio import decode
 from .tracking import check_trackers
 
@@ -95,7 +96,7 @@ class TrainingConfig(Section):
 class EvalConfig(Section):
     subset: int = Field(200, ge=1, description="validation queries generated at each evaluation")
     batch_size: int = Field(16, ge=1)
-    max_new_tokens: int = Field(256, ge=24)
+    max_new_tokens: int = Field(256, ge=MIN_PLAN_TOKENS)
     constrain: bool = Field(True, description="validation plans decoded under the plan grammar")
 
 

@@ -87,7 +87,7 @@ class PlanLogitsProcessor:
         vocab = constraint.tokenizer.vocab_size
         self.bitmask = allocate_token_bitmask(len(self.rows), vocab)
         self.seconds = 0.0  # spent in this processor: masks, budget checks, forcing
-        self.ending_failures = 0  # endings the grammar refused (a bug if ever non-zero; counted, not hidden)
+        self.ending_failures = 0  # endings the grammar refused: a bug if ever non-zero (in the planner's stats)
         # The longest ending any state can need, in tokens, plus the most one token can add to it:
         # outside this many remaining tokens no row needs checking.
         calls = [f"{t.name}(" + ", ".join(minimal_value(a) for a in t.args) + ")\n" for t in BY_NAME.values()
@@ -137,6 +137,7 @@ class PlanLogitsProcessor:
         # On the CPU, numpy on the logits' own buffer: single-threaded passes that stay fast on a busy
         # 2-core machine, where torch's threaded compare, fill and argmax were 5-10x slower.
         arr = scores.numpy() if scores.device.type == "cpu" and scores.dtype == torch.float32 else None
+        target = arr if arr is not None else scores
         if arr is not None:
             np.copyto(arr[:, :width], -np.inf, where=bits[:, :width] == 0)
             arr[free, width:] = -np.inf
@@ -146,9 +147,7 @@ class PlanLogitsProcessor:
             scores[free, width:] = float("-inf")
         remaining = self.max_new_tokens - produced
         if remaining <= self.watch and free:
-            best = (arr[free] if arr is not None else scores[free]).argmax(-1).tolist()
-            self._keep_in_budget(dict(zip(free, best)), remaining)
-        target = arr if arr is not None else scores
+            self._keep_in_budget(dict(zip(free, target[free].argmax(-1).tolist())), remaining)
         for i, row in enumerate(self.rows):
             if row.forced:
                 token = row.forced[0]

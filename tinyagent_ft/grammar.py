@@ -29,6 +29,10 @@ class GrammarLimits:
     max_thought: int = 200
 
 
+# The smallest generation budget constrained decoding accepts: a join-only plan, "1. join()<END_OF_PLAN>",
+# fits in this many tokens with any tokenizer.
+MIN_PLAN_TOKENS = 24
+
 _ESCAPE = r"""\\(["'\\/bfnrt]|u[0-9a-fA-F]{4})"""
 _DATE = r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])( ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])?"
 _DATE_FILL = "2000-01-01 00:00:00"  # each prefix of a valid date + the rest of this stays valid

@@ -85,7 +85,7 @@ class Planner:
         self.constrain = True  # grammar-constrained decoding wherever plans are generated
         self._rng = random.Random(0)
         self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0,
-                      "constrained": 0, "forced_endings": 0, "constraint_seconds": 0.0}
+                      "constrained": 0, "forced_endings": 0, "constraint_seconds": 0.0, "ending_failures": 0}
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | None = None, dtype: str = "auto",
@@ -172,7 +172,9 @@ class Planner:
             out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time, constraint))
             new = out[:, enc["input_ids"].shape[1]:]
             forced = constraint.forced_rows if constraint else [False] * len(new)
-            self.stats["constraint_seconds"] += constraint.seconds if constraint else 0.0
+            if constraint:
+                self.stats["constraint_seconds"] += constraint.seconds
+                self.stats["ending_failures"] += constraint.ending_failures
             for row, mask, tools_shown, f in zip(new, enc["attention_mask"], shown[i:i + batch_size], forced):
                 n_new = int((row != self.tokenizer.pad_token_id).sum())
                 text = self.tokenizer.decode(row, skip_special_tokens=True)

@@ -9,6 +9,7 @@ import yaml
 
 from .config import ConfigError, TrainConfig, load_config
 from .console import UserError, console, progress_bar
+from .grammar import MIN_PLAN_TOKENS
 
 
 def train(config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see configs/)"),
@@ -58,7 +59,7 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
              num_examples: int | None = typer.Option(None, help="override the in-context example count"),
              oracle_negatives: int | None = typer.Option(None, min=0, max=15, help="show each query's gold tools plus N "
                                                          "random others instead of selecting tools (upper bound)"),
-             max_new_tokens: int = typer.Option(256, min=24, max=2048),
+             max_new_tokens: int = typer.Option(256, min=MIN_PLAN_TOKENS, max=2048),
              constrain: bool = typer.Option(True, help="decode under the plan grammar (--no-constrain: free decoding)"),
              batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
