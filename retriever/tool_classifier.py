@@ -37,10 +37,12 @@ class ClassifierConfig(BaseModel):
     """Training settings; validated before any model loads."""
     model_config = ConfigDict(extra="forbid")
     backbone: str = "minilm"
-    epochs: float = Field(2.0, gt=0)
+    # 3 epochs at 5e-4 with a mild positive weight: on 3,000 synthetic queries the threshold calibrated to
+    # recall 0.99 keeps 2.4 tools/query (gold 2.0) where 1 epoch with weight 60 kept 5.4
+    epochs: float = Field(3.0, gt=0)
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(1e-4, gt=0)
-    pos_weight: float = Field(10.0, gt=0, description="BCE weight of the positive class; raises recall")
+    lr: float = Field(5e-4, gt=0)
+    pos_weight: float = Field(3.0, gt=0, description="BCE weight of the positive class; raises recall")
     max_length: int = Field(64, ge=8)
     freeze_embeddings: bool = Field(True, description="keep the word-embedding table fixed: ~1.5x faster on CPU")
     threshold: float = Field(0.5, gt=0, lt=1)
@@ -142,6 +144,7 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
+    from tinyagent_ft.devices import bf16_supported, pick_device
     from tinyagent_ft.monitor import TrainingMonitor
     set_seed(cfg.seed)
     rows = train[:cfg.max_examples] if cfg.max_examples else train
@@ -164,17 +167,20 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
                 on_log({"step": state.global_step, **logs})
 
     steps_per_epoch = math.ceil(len(dataset) / cfg.batch_size)
+    device = pick_device()
     args = TrainingArguments(output_dir=str(out), num_train_epochs=cfg.epochs,
                              per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr,
                              warmup_steps=max(1, steps_per_epoch // 10), lr_scheduler_type="linear",
                              logging_steps=max(1, steps_per_epoch // 10), save_strategy="no", report_to=cfg.report_to, run_name=cfg.run_name,
-                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=True)
+                             seed=cfg.seed, dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=True,
+                             bf16=bf16_supported(device), use_cpu=device == "cpu")  # bf16 autocast: ~1.5x faster on CPU
     trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=DataCollatorWithPadding(tok),
                       compute_loss_func=bce, callbacks=[Relay(), TrainingMonitor(Path(out) / METRICS_FILE, name="classifier")])
     trainer.remove_callback(PrinterCallback)  # the monitor shows loss on the project's bar and logs it to METRICS_FILE
     start = time.perf_counter()
     trainer.train()
-    clf = ToolClassifier(trainer.model, tok, cfg.threshold, cfg.keep_top1, cfg.max_length)
+    model = trainer.accelerator.unwrap_model(trainer.model, keep_fp32_wrapper=False)  # drop the autocast wrapper:
+    clf = ToolClassifier(model, tok, cfg.threshold, cfg.keep_top1, cfg.max_length)  # it scores as a reloaded copy
     clf.save_pretrained(out, extra={"train": cfg.model_dump(), "train_examples": len(rows),
                                     "train_seconds": round(time.perf_counter() - start, 1)})
     return clf

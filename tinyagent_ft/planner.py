@@ -19,6 +19,7 @@ import torch
 
 from eval.plan import END_OF_PLAN
 
+from .devices import pick_device, pick_dtype
 from .jsonio import read_json
 from .prompt import PromptBuilder, PromptSettings, render, sample_prompt_tools
 from .samples import prompt_ids
@@ -53,26 +54,6 @@ def plan_result(text: str, tools: list[str], prompt_tokens: int, completion_toke
         from .grammar import closing_text
         text, forced = text + closing_text(text, {t: BY_NAME[t] for t in tools}), True
     return PlanResult(text.strip(), tools, prompt_tokens, completion_tokens, constrained, forced)
-
-
-def pick_device(device: str | None = None) -> str:
-    return device or ("cuda" if torch.cuda.is_available() else "cpu")
-
-
-def bf16_supported(device: str) -> bool:
-    """Native bf16 math: CUDA with bf16, or a CPU with AVX512-BF16/AMX (where autocast is ~2x faster)."""
-    if device.startswith("cuda"):
-        return torch.cuda.is_bf16_supported()
-    cpu = torch.cpu
-    return any(getattr(cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
-
-
-def pick_dtype(dtype: str, device: str) -> torch.dtype:
-    if dtype == "float32":
-        return torch.float32
-    if dtype == "bfloat16":
-        return torch.bfloat16
-    return torch.bfloat16 if bf16_supported(device) else torch.float32  # inference in bf16 where it is native
 
 
 class Planner:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from .console import UserError, console, progress_bar
 
+_FROM_CONFIG = "[default: retriever.ClassifierConfig]"  # one home for the defaults: the Python API's
 retriever_app = typer.Typer(help="Tool classifier (ToolRAG) and in-context example index.", no_args_is_help=True)
 
 
@@ -32,9 +33,10 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
           out: Path = typer.Option(..., help="output folder for the classifier"),
           split: str = typer.Option("train"),
           backbone: str = typer.Option("minilm", help="minilm (offline), deberta-v3-small, tiny-deberta, hub id or path"),
-          epochs: float = typer.Option(1.0), batch_size: int = typer.Option(32), lr: float = typer.Option(5e-4),
-          pos_weight: float = typer.Option(60.0, help="BCE positive-class weight"),
-          threshold: float = typer.Option(0.5), keep_top1: bool = typer.Option(True),
+          epochs: float | None = typer.Option(None, help=_FROM_CONFIG), batch_size: int | None = typer.Option(None, help=_FROM_CONFIG),
+          lr: float | None = typer.Option(None, help=_FROM_CONFIG),
+          pos_weight: float | None = typer.Option(None, help="BCE positive-class weight; " + _FROM_CONFIG),
+          threshold: float | None = typer.Option(None, help=_FROM_CONFIG), keep_top1: bool | None = typer.Option(None, help=_FROM_CONFIG),
           max_examples: int | None = typer.Option(None, help="train on the first N examples"),
           eval_split: str = typer.Option("validation", help="split to report on after training; 'none' skips"),
           target_recall: float | None = typer.Option(None, help="lower the threshold on EVAL_SPLIT until recall reaches this"),
@@ -46,9 +48,10 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
     if target_recall is not None and eval_split == "none":
         raise UserError("--target-recall needs an --eval-split to calibrate on")
     try:
-        cfg = ClassifierConfig(backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight,
-                               threshold=threshold, keep_top1=keep_top1, max_examples=max_examples,
-                               report_to=report_to, run_name=run_name)
+        given = dict(epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight, threshold=threshold,
+                     keep_top1=keep_top1)
+        cfg = ClassifierConfig(backbone=backbone, max_examples=max_examples, report_to=report_to, run_name=run_name,
+                               **{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
         raise UserError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                                  for e in exc.errors())) from None

@@ -19,7 +19,8 @@ from .console import progress_bar
 from .monitor import TrainingMonitor
 from .data import load_dataset
 from .memory import PlanOnlyLoss
-from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner, bf16_supported, pick_device, pick_dtype
+from .devices import bf16_supported, pick_device, pick_dtype
+from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
 from .samples import DEFAULT_TODAY, build_samples, training_tools
