@@ -137,8 +137,9 @@ def sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> FastAPI:
-    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns."""
+def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, grace_s: float = 5.0) -> FastAPI:
+    """``load_planner`` runs in a thread at startup; /readyz answers 503 until it returns. Generation
+    stops itself after ``timeout_s``; a request gives up ``grace_s`` later with a 504."""
     state: dict = {"planner": None, "error": None}
     lock = asyncio.Lock()
 
@@ -189,13 +190,15 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0) -> F
 
     async def generate(planner, req: PlanRequest, started: float) -> PlanResponse | JSONResponse:
         """The plan, or a 504 when generation outlives the timeout."""
+        await lock.acquire()  # one generation at a time; the others wait their turn
+        work = asyncio.ensure_future(run_in_threadpool(
+            lambda: planner.generate([req.query], tools=[req.tools], max_new_tokens=req.max_new_tokens,
+                                     temperature=req.temperature, num_examples=req.num_examples,
+                                     max_time=timeout_s, constrain=req.constrain)[0]))
+        work.add_done_callback(lambda _: lock.release())  # a thread cannot be stopped: the lock follows it
         try:
-            async with lock:  # one generation at a time; the others wait their turn
-                r = await asyncio.wait_for(run_in_threadpool(
-                    lambda: planner.generate([req.query], tools=[req.tools], max_new_tokens=req.max_new_tokens,
-                                             temperature=req.temperature, num_examples=req.num_examples,
-                                             max_time=timeout_s, constrain=req.constrain)[0]), timeout_s + 5)
-        except TimeoutError:
+            r = await asyncio.wait_for(asyncio.shield(work), timeout_s + grace_s)
+        except asyncio.TimeoutError:  # not the builtin: on Python 3.10 wait_for raises asyncio's own
             return error(504, f"generation took longer than {timeout_s} s", "timeout")
         except ValueError as exc:  # e.g. a budget too small for any constrained plan
             return error(422, str(exc))

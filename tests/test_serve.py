@@ -315,3 +315,40 @@ def test_public_host_without_key_warns():
         proc.kill()
         proc.wait(10)
     assert first.startswith("warning: serving on 192.0.2.1 without an API key") and "TINYAGENT_FT_API_KEY" in first
+
+
+class SlowPlanner(Planner):
+    """The real tiny planner, slower than the server's patience; records how many generations overlap."""
+    delay_s = 1.0
+
+    def __init__(self, planner):
+        super().__init__(planner.model, planner.tokenizer, planner.builder)
+        self.active = self.most_active = 0
+
+    def generate(self, *args, **kwargs):
+        self.active += 1
+        self.most_active = max(self.most_active, self.active)
+        try:
+            time.sleep(self.delay_s)
+            return super().generate(*args, **kwargs)
+        finally:
+            self.active -= 1
+
+
+def test_timeout_answers_504_and_generations_never_overlap(planner):
+    slow = SlowPlanner(planner)
+    with TestClient(create_app(lambda: slow, timeout_s=0.05, grace_s=0.2)) as c:
+        while c.get("/readyz").status_code != 200:
+            time.sleep(0.05)
+        body = {"query": "Text Ana that I am late", "max_new_tokens": 32}
+        codes = []
+        threads = [threading.Thread(target=lambda: codes.append(c.post("/v1/plan", json=body).status_code))
+                   for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert codes == [504] * 3
+        while slow.active:  # the last generation finishes after its 504
+            time.sleep(0.05)
+    assert slow.most_active == 1
