@@ -4,13 +4,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from eval.harness import run
 from eval.plan import parse_plan
 from tinyagent_ft.config import ConfigError, load_config
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.planner import Planner
-from tinyagent_ft.train import run_training
+from tinyagent_ft.train import optimizer_steps, run_training
 
 CONFIGS = sorted(Path(__file__).parents[1].joinpath("configs").glob("*.yaml"))
 
@@ -35,6 +36,15 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         load_config(None, ["optimizer.name=sgd"])
     with pytest.raises(ConfigError, match=r"training.batch_size: Input should be greater than or equal to 1"):
         load_config(None, ["training.batch_size=0"])
+    with pytest.raises(ConfigError, match=r"optimizer: Value error, layerwise: used only by galore or natural_galore, not by adamw"):
+        load_config(None, ["optimizer.name=adamw", "optimizer.layerwise=true"])
+    with pytest.raises(ConfigError, match=r"lora_r: used only by lora, not by galore"):
+        load_config(None, ["optimizer.name=galore", "optimizer.lora_r=8"])
+    with pytest.raises(ConfigError, match=r"history, damping: used only by natural_galore, not by galore"):
+        load_config(None, ["optimizer.name=galore", "optimizer.history=2", "optimizer.damping=1"])
+    with pytest.raises(ConfigError, match=r"training.lr_scheduler: Input should be 'cosine', 'linear'"):
+        load_config(None, ["training.lr_scheduler=cosin"])
+    assert load_config(None, ["optimizer.name=adamw", "optimizer.layerwise=false"]).optimizer.name == "adamw"
     with pytest.raises(ConfigError, match="expected key=value"):
         load_config(None, ["optimizer.lr"])
     with pytest.raises(ConfigError, match="tools=classifier needs prompt.classifier"):
@@ -86,11 +96,32 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
     assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2, constrain=False)
 
 
-def test_layerwise_mode_trains_and_reports_to_tensorboard(synth_dir, tmp_path):
-    cfg = tiny(synth_dir, tmp_path, "optimizer.layerwise=true", "training.max_steps=2", "training.eval_steps=2",
-               "data.max_train=8", "training.report_to=[tensorboard]", "training.run_name=lw")
-    assert run_training(cfg, show_progress=False)["steps"] == 2
+def test_layerwise_mode_steps_with_the_trainer_and_reports_to_tensorboard(synth_dir, tmp_path):
+    # 3 micro-batches per epoch, 2 per step: the Trainer ends a step at each epoch's last micro-batch too
+    cfg = tiny(synth_dir, tmp_path, "optimizer.layerwise=true", "training.max_steps=-1", "training.epochs=2",
+               "training.batch_size=1", "training.grad_accum=2", "training.packing=false", "training.eval_steps=4",
+               "data.max_train=3", "training.report_to=[tensorboard]", "training.run_name=lw")
+    assert run_training(cfg, show_progress=False)["steps"] == 4 == optimizer_steps(3, 1, 2, epochs=2)
+    state = torch.load(tmp_path / "checkpoint-4" / "optimizer.pt", weights_only=True)["state"]
+    assert {s["step"] for s in state.values()} == {4}  # every weight updated once per Trainer step
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["grad_norm"] > 0 for r in logged if "grad_norm" in r)  # the norm the hooks consumed
     assert list(tmp_path.rglob("events.out.tfevents*"))  # the Trainer's own TensorBoard integration wrote
+
+
+def test_empty_training_split_is_named_not_max_length(synth_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "train.json").write_text("{}")
+    (data / "validation.json").write_text((synth_dir / "validation.json").read_text())
+    with pytest.raises(ConfigError, match=r"the 'train' split holds no usable example"):
+        run_training(tiny(synth_dir, tmp_path / "run", f"data.path={data}"), show_progress=False)
+
+
+@pytest.mark.parametrize("samples, micro, accum, world, epochs, steps", [
+    (100, 1, 8, 1, 1, 13), (100, 1, 8, 2, 1, 7), (3, 1, 2, 1, 2, 4), (5, 4, 8, 1, 1, 1), (10, 2, 2, 1, 1.5, 5)])
+def test_optimizer_steps_count_as_the_trainer_does(samples, micro, accum, world, epochs, steps):
+    assert optimizer_steps(samples, micro, accum, world, epochs) == steps
 
 
 @pytest.mark.parametrize("args, message", [

@@ -69,6 +69,17 @@ class OptimizerConfig(Section):
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
 
+    @model_validator(mode="after")
+    def _no_ignored_options(self):
+        """Refuse options the chosen optimizer would silently ignore (those set explicitly)."""
+        owners = [(("natural_galore",), ("history", "damping")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
+                  (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ())]
+        for names, keys in owners:
+            ignored = [k for k in keys if k in self.model_fields_set]
+            if ignored and self.name not in names:
+                raise ValueError(f"{', '.join(ignored)}: used only by {' or '.join(names)}, not by {self.name}")
+        return self
+
 
 class TrainingConfig(Section):
     output_dir: str = "runs/planner"
@@ -81,7 +92,8 @@ class TrainingConfig(Section):
                                                              "(default: batch_size x mean sample length)")
     grad_accum: int = Field(8, ge=1)
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
-    lr_scheduler: str = "cosine"
+    lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts",
+                          "polynomial", "inverse_sqrt"] = "cosine"
     max_grad_norm: float = Field(1.0, ge=0)
     logging_steps: int = Field(10, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="evaluate every N steps (default: every epoch)")

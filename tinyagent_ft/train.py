@@ -19,14 +19,29 @@ from .console import progress_bar
 from .monitor import TrainingMonitor
 from .data import load_dataset
 from .memory import PlanOnlyLoss
+from .optim import LayerwiseOptimizer
 from .devices import bf16_supported, pick_device, pick_dtype
 from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner
 from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
-from .samples import DEFAULT_TODAY, build_samples, training_tools
+from .samples import build_samples, training_tools
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 MODEL_DIR, METRICS_FILE = "model", "metrics.jsonl"
+
+
+def world_size() -> int:
+    """Processes training together (torchrun's WORLD_SIZE, readable before the process group starts)."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_world_size()
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def optimizer_steps(samples: int, micro_batch: int, grad_accum: int, world: int = 1, epochs: float = 1.0) -> int:
+    """Optimizer steps as the HF Trainer counts them: each process takes its share of the micro-batches,
+    and an epoch's last micro-batch always ends a step."""
+    per_process = math.ceil(samples / (micro_batch * world))
+    return math.ceil(epochs * max(math.ceil(per_process / grad_accum), 1))
 
 
 def projection_options(cfg: TrainConfig) -> dict:
@@ -92,7 +107,7 @@ def load_model(cfg: TrainConfig, device: str, attn_implementation: str | None = 
 
 def build_optimizer(model, cfg: TrainConfig):
     """The optimizer the config names, or None to let the Trainer build AdamW (adamw, lora)."""
-    from .optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
+    from .optim import NaturalGaLoreAdamW, build_param_groups
     o = cfg.optimizer
     if o.name in ("adamw", "lora"):
         return None
@@ -184,6 +199,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         train_examples, val_examples = train_examples[:-cfg.data.val_holdout], train_examples[-cfg.data.val_holdout:]
     train_examples = train_examples[:cfg.data.max_train] if cfg.data.max_train else train_examples
     val_examples = val_examples[:cfg.eval.subset]
+    if not train_examples:
+        raise ConfigError(f"data.path={cfg.data.path}: the {cfg.data.train_split!r} split holds no usable example")
     classifier, index = load_retrievers(cfg)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
@@ -215,8 +232,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         train_data, micro_batch, packing_info = samples, t.batch_size, None
         collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
     bf16 = cfg.model.dtype != "float32" and bf16_supported(device)  # mixed precision over fp32 weights
-    per_epoch = math.ceil(len(train_data) / (micro_batch * t.grad_accum))
-    eval_every = t.eval_steps or per_epoch
+    eval_every = t.eval_steps or optimizer_steps(len(train_data), micro_batch, t.grad_accum, world_size())
     args = TrainingArguments(
         output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=micro_batch,
         gradient_accumulation_steps=t.grad_accum, learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
@@ -240,7 +256,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
             planner = Planner(model, tok, builder)
             start = time.perf_counter()
             chosen = [val_examples[i] for i in val_order]
-            results = planner.generate([e.query for e in chosen], [e.today or DEFAULT_TODAY for e in chosen],
+            results = planner.generate([e.query for e in chosen], [e.date for e in chosen],
                                        [val_tools[i] for i in val_order], cfg.eval.max_new_tokens, cfg.eval.batch_size,
                                        constrain=cfg.eval.constrain)
             model.train(was_training)
@@ -256,17 +272,23 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
             self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
             return metrics
 
+        def _get_grad_norm(self, model, grad_norm=None):
+            if isinstance(optimizer, LayerwiseOptimizer):  # gradients were consumed, and clipped, in backward
+                return optimizer.grad_norm()
+            return super()._get_grad_norm(model, grad_norm)
+
     optimizer, scheduler = build_optimizer(model, cfg), None
     if cfg.optimizer.layerwise:  # the scheduler drives the wrapped optimizer, whose lr the hooks read
         from transformers import get_scheduler
-        world = torch.distributed.get_world_size() if torch.distributed.is_initialized() else 1
-        total = t.max_steps if t.max_steps > 0 else math.ceil(math.ceil(len(train_data) / (micro_batch * world))
-                                                               / t.grad_accum * t.epochs)
+        total = t.max_steps if t.max_steps > 0 else optimizer_steps(len(train_data), micro_batch, t.grad_accum,
+                                                                     world_size(), t.epochs)
         scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
     trainer = PlannerTrainer(model=model, args=args, train_dataset=train_data, eval_dataset=val_examples,
                              data_collator=collator,
                              optimizers=(optimizer, scheduler),
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
+    if isinstance(optimizer, LayerwiseOptimizer):  # the Trainer also ends a step at an epoch's last micro-batch
+        optimizer.ends_step = lambda: trainer.accelerator.sync_gradients
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
     checkpoint = latest_complete(out, log) if resume == "auto" else resume

@@ -10,6 +10,7 @@ consumes; ``grad_norm()`` reports the norm of exactly those gradients.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -29,6 +30,9 @@ class LayerwiseOptimizer:
         self._micro: dict[torch.Tensor, int] = {}
         self._acc: dict[torch.Tensor, torch.Tensor] = {}
         self._sq_norm = 0.0
+        # Set by a trainer that knows which micro-batch ends an optimizer step (the HF Trainer also ends one
+        # at an epoch's last micro-batch); without it, every grad_accumulation_steps-th micro-batch does.
+        self.ends_step: Callable[[], bool] | None = None
         self._handles = []
         for group in optimizer.param_groups:
             for p in group["params"]:
@@ -51,7 +55,7 @@ class LayerwiseOptimizer:
 
         def hook(p: torch.Tensor) -> None:
             micro = self._micro.get(p, 0) + 1
-            last = micro == self.accum
+            last = self.ends_step() if self.ends_step is not None else micro == self.accum
             self._micro[p] = 0 if last else micro
             step = opt.state[p].get("step", 0) + 1
             low_rank = "rank" in group and ("P" in opt.state[p] or "Q" in opt.state[p]) \

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
-from .natural import warn_once
+from .natural import warn_once, woodbury_natural
 from .projector import METHODS, SIDES, compute_projectors, project, project_back, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -184,7 +184,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if not torch.isfinite(grad).all():
             return  # the update is skipped; the next finite gradient refreshes instead
         if self.cholesky_fallbacks:
-            warn_once("cholesky", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and used the "
+            warn_once("cholesky-fallbacks", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and used the "
                                   "plain projected gradient; consider a larger damping")
         previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
         P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
@@ -230,12 +230,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             damping = torch.full((len(idx),), group["damping"], device=device)
             if group["damping_mode"] == "relative":
                 damping = damping * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
-            L, info = torch.linalg.cholesky_ex(gram + damping[:, None, None] * torch.eye(count, device=device))
-            E = torch.zeros(len(idx), count, 1, device=device)
-            E[:, pos, 0] = 1.0
-            Y = torch.cholesky_solve(E, L)  # B x count x 1
-            out = torch.bmm(Y.transpose(1, 2).to(hdtype), H).squeeze(1).float()  # H y: the natural gradients
-            failed = info > 0
+            out, failed = woodbury_natural(H, gram, pos, damping)
             self._cholesky_failures = self._cholesky_failures + failed.sum()
             out = torch.where(failed[:, None], G, out)
             for j, i in enumerate(idx):
