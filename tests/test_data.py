@@ -78,6 +78,13 @@ def test_directory_splits_and_missing(synth_dir, tmp_path):
         load_dataset(tmp_path / "nope.json")
 
 
+def test_missing_local_folder_is_not_taken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    with pytest.raises(DataError, match=r"^data/synht: no such file or directory$"):  # a typo, not a hub dataset
+        load_dataset("data/synht", "train")
+
+
 def test_gold_with_argument_problems_is_kept(tmp_path):
     """TinyAgent's own example has a 4-argument compose_new_email ("Meeting Postponed," "" concatenates):
     its structure is scored like any other gold plan, so the loader keeps it; bad tools still skip."""

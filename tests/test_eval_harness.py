@@ -24,6 +24,6 @@ def test_harness_writes_predictions_and_report(synth_dir, tmp_path):
     assert [x["id"] for x in lines] == [e.id for e in examples]
     expected = sum(e.query in known or not e.tools for e in examples) / len(examples)
     assert abs(report["metrics"]["success_rate"] - expected) < 1e-9
-    assert planner.seen_dates == [e.today for e in examples]
+    assert planner.seen_dates == [e.date for e in examples]
     for name in ("report.json", "report.md", "report.png"):
         assert (tmp_path / name).stat().st_size > 0

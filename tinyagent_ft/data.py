@@ -33,6 +33,9 @@ class DataError(ValueError):
     """A data problem, worded as one line that names the file, record and field."""
 
 
+DEFAULT_TODAY = datetime(2024, 6, 3, 9, 0)  # for records that carry no date (their plans do not use one)
+
+
 @dataclass(frozen=True)
 class Example:
     id: str
@@ -41,6 +44,12 @@ class Example:
     tools: frozenset[str]  # gold tools, join excluded
     prompt: str | None = None  # original system prompt, when the source carries one
     today: datetime | None = None
+
+    @property
+    def date(self) -> datetime:
+        """The "today" the plan was written against: the record's own, else ``DEFAULT_TODAY`` (training,
+        validation and evaluation agree; only a live server uses the clock)."""
+        return self.today or DEFAULT_TODAY
 
 
 @dataclass
@@ -163,6 +172,8 @@ def resolve(source: str | Path, split: str | None = None) -> Path:
         raise DataError(f"{path}: no {split}.json or {split}.jsonl in this directory")
     if path.exists() or path.suffix in (".json", ".jsonl") or str(source).count("/") != 1:
         return path
+    if path.parent.is_dir():  # "data/synth" with a local data/ folder: a missing path, not a hub id
+        raise DataError(f"{source}: no such file or directory")
     filename = HUB_FILES.get(split or "train")
     if filename is None:
         raise DataError(f"{source}: hub dataset has splits {sorted(HUB_FILES)}, not {split!r}")
@@ -170,7 +181,8 @@ def resolve(source: str | Path, split: str | None = None) -> Path:
     try:
         return Path(hf_hub_download(str(source), filename, repo_type="dataset"))
     except Exception as exc:  # offline, unknown repo, ...: one line for the user
-        raise DataError(f"{source}: not a local path, and the hub download failed ({type(exc).__name__})") from None
+        raise DataError(f"{source}: no such file or directory, and no hub dataset could be downloaded "
+                        f"({type(exc).__name__})") from None
 
 
 def load_dataset(source: str | Path, split: str | None = None, strict: bool = False) -> LoadedData:

@@ -4,13 +4,11 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 
 from .data import Example
 from .prompt import PromptBuilder, render, sample_prompt_tools
 
 IGNORE = -100
-DEFAULT_TODAY = datetime(2024, 6, 3, 9, 0)  # for records that carry no date (their plans do not use one)
 
 
 @dataclass
@@ -55,7 +53,7 @@ def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder
     k = builder.settings.num_examples
     for start in range(0, len(examples), chunk):
         part, part_tools = examples[start:start + chunk], tools[start:start + chunk]
-        systems = builder.systems([e.query for e in part], part_tools, [e.today or DEFAULT_TODAY for e in part],
+        systems = builder.systems([e.query for e in part], part_tools, [e.date for e in part],
                                   [e.id for e in part])
         for e, t, system in zip(part, part_tools, systems):
             target = tokenizer(e.plan, add_special_tokens=False)["input_ids"] + eos
@@ -65,7 +63,7 @@ def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder
                 if len(ids) + len(target) <= max_length:
                     break
                 shortened = True
-                system = builder.systems([e.query], [t], [e.today or DEFAULT_TODAY], [e.id], fewer)[0]
+                system = builder.systems([e.query], [t], [e.date], [e.id], fewer)[0]
                 ids = prompt_ids(tokenizer, render(system, e.query, tokenizer))
             if len(ids) + len(target) > max_length:
                 stats.dropped_too_long += 1

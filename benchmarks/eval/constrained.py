@@ -37,7 +37,7 @@ def run_model(name: str, model: str, demo: Path, examples, batch_size: int, max_
         for mode in MODES:
             before = planner.stats["constraint_seconds"]
             start = time.perf_counter()
-            results = planner.generate([e.query for e in batch], [e.today for e in batch], max_new_tokens=max_new_tokens,
+            results = planner.generate([e.query for e in batch], [e.date for e in batch], max_new_tokens=max_new_tokens,
                                        batch_size=batch_size, constrain=mode == "constrained")
             s = stats[mode]
             s["seconds"] += time.perf_counter() - start

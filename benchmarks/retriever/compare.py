@@ -15,7 +15,6 @@ import argparse
 import json
 import statistics
 import time
-from datetime import datetime
 
 from retriever import ExampleIndex, ToolClassifier, selection_metrics
 from tinyagent_ft.catalog import TOOL_NAMES
@@ -52,7 +51,7 @@ def main() -> None:
         for e, tools, v in zip(examples, selected, embeddings):
             demos = index.search(e.query, tools, args.examples, embedding=v)
             ordered = [t for t in TOOL_NAMES if t in tools]
-            system = build_system_prompt(ordered, demos, e.today or datetime(2024, 6, 3, 9, 0))
+            system = build_system_prompt(ordered, demos, e.date)
             tokens.append(len(tok(render(system, e.query, tok), add_special_tokens=False)["input_ids"]))
         rows[name] = {"recall": m["recall"], "mean_tools": m["mean_tools"], "prompt_tokens_mean": statistics.mean(tokens),
                       "prompt_tokens_median": statistics.median(tokens)}
