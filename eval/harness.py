@@ -2,7 +2,8 @@
 
 A planner is any object with ``plan(queries: list[str]) -> list[str]``; if its ``plan`` also takes
 ``dates``, it receives each example's "today" so that relative dates resolve as in the gold data, and
-if it takes ``gold_tools``, each example's gold tool set (for oracle tool-selection runs).
+if it takes ``gold_tools``, each example's gold tool set (for oracle tool-selection runs). A planner
+with ``throughput() -> dict`` gets it recorded in the report.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def run(planner, examples: Sequence, out_dir: str | Path, batch_size: int = 8, g
             queries = [e.query for e in batch]
             extra = {}
             if "dates" in params:
-                extra["dates"] = [e.today for e in batch]
+                extra["dates"] = [e.date for e in batch]
             if "gold_tools" in params:
                 extra["gold_tools"] = [e.tools for e in batch]
             plans = planner.plan(queries, **extra)
@@ -39,5 +40,7 @@ def run(planner, examples: Sequence, out_dir: str | Path, batch_size: int = 8, g
             if progress:
                 progress(len(batch))
     report = score(examples, predictions, ged_timeout)
+    if callable(getattr(planner, "throughput", None)):
+        report["throughput"] = planner.throughput()
     write_outputs(report, out / "report.json", out / "report.md", out / "report.png")
     return report

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from .config import ConfigError
-from .console import UserError, console, progress_bar, quiet_third_party
+from .console import UserError, console, print_report, progress_bar, quiet_third_party
 from .data import DataError, load_dataset
 from .jsonio import BadFile
 from .memory import return_freed_memory
@@ -122,29 +122,6 @@ def score_cmd(gold: str = typer.Option(..., help="gold data: TinyAgent file, pro
         report = score(examples, preds, ged_timeout or None, progress=lambda: bar.advance(task))
     write_outputs(report, out, markdown, plot)
     print_report(report)
-
-
-def print_report(report: dict) -> None:
-    m = report["metrics"]
-    t = Table(title="plan quality")
-    t.add_column("metric"), t.add_column("value", justify="right")
-    for k, v in m.items():
-        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    console.print(t)
-    for name, groups in report["breakdown"].items():
-        g = Table(title=name.replace("_", " "))
-        for col in ("group", "count", "success", "strict", "tool F1", "edge F1"):
-            g.add_column(col, justify="right")
-        for k, s in groups.items():
-            g.add_row(k, str(s["count"]), f"{s['success_rate']:.3f}", f"{s['success_rate_strict']:.3f}",
-                      f"{s['tool_f1']:.3f}", f"{s['edge_f1']:.3f}")
-        console.print(g)
-    if report["missing_predictions"]:
-        ids = report["missing_predictions"]
-        console.print(f"[yellow]{len(ids)} gold ids without a prediction (counted as failures)[/]: "
-                      + ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""))
-    if report["unknown_prediction_ids"]:
-        console.print(f"[yellow]{len(report['unknown_prediction_ids'])} prediction ids not in gold (ignored)[/]")
 
 
 @app.command("demo")

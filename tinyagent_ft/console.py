@@ -10,6 +10,7 @@ import time
 from datetime import timedelta
 
 from rich.console import Console
+from rich.table import Table
 
 console = Console()
 LOG_INTERVAL_S = 30.0
@@ -113,3 +114,26 @@ def progress_bar(interval: float = LOG_INTERVAL_S):
 
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(), TimeElapsedColumn(),
                     TextColumn("eta"), TimeRemainingColumn(), Info(), console=console)
+
+
+def print_report(report: dict) -> None:
+    m = report["metrics"]
+    t = Table(title="plan quality")
+    t.add_column("metric"), t.add_column("value", justify="right")
+    for k, v in m.items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    console.print(t)
+    for name, groups in report["breakdown"].items():
+        g = Table(title=name.replace("_", " "))
+        for col in ("group", "count", "success", "strict", "tool F1", "edge F1"):
+            g.add_column(col, justify="right")
+        for k, s in groups.items():
+            g.add_row(k, str(s["count"]), f"{s['success_rate']:.3f}", f"{s['success_rate_strict']:.3f}",
+                      f"{s['tool_f1']:.3f}", f"{s['edge_f1']:.3f}")
+        console.print(g)
+    if report["missing_predictions"]:
+        ids = report["missing_predictions"]
+        console.print(f"[yellow]{len(ids)} gold ids without a prediction (counted as failures)[/]: "
+                      + ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""))
+    if report["unknown_prediction_ids"]:
+        console.print(f"[yellow]{len(report['unknown_prediction_ids'])} prediction ids not in gold (ignored)[/]")

@@ -16,7 +16,7 @@ METRICS = ("success_rate", "success_rate_strict", "parse_rate", "tool_f1_micro",
 
 def _evaluate(name: str, model: str, examples, out: Path, classifier: Path, index: Path, num_examples: int) -> dict:
     from .planner import Planner
-    from .train_cli import plan_and_score
+    from .steps import plan_and_score
     planner = Planner.from_pretrained(model, classifier=classifier, index=index, num_examples=num_examples)
     planner.max_new_tokens = 200  # a base model that never stops costs the most here
     report = plan_and_score(planner, examples, out, batch_size=16, ged_timeout=None, label=f"plan ({name})")
@@ -44,7 +44,7 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: in
     from retriever.tool_classifier import calibrate_threshold, evaluate_classifier
 
     from .data import load_dataset
-    from .retriever_cli import build_index
+    from .steps import build_index
     from .synth.generate import SynthConfig, synthesize
     from .train import run_training
     out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from .console import UserError, console, progress_bar
+from .console import UserError, console
 
 _FROM_CONFIG = "[default: retriever.ClassifierConfig]"  # one home for the defaults: the Python API's
 retriever_app = typer.Typer(help="Tool classifier (ToolRAG) and in-context example index.", no_args_is_help=True)
@@ -101,19 +101,11 @@ def index(data: str = typer.Option(..., help="dataset directory, file or hub id"
           encoder: str | None = typer.Option(None, help="sentence-transformers model; default the packaged MiniLM")):
     """Embed the solved examples once and save the index (embeddings + records)."""
     from tinyagent_ft.data import load_dataset
+
+    from .steps import build_index
     start = time.perf_counter()
     idx = build_index(load_dataset(data, split).examples, out, encoder)
     console.print(f"indexed {len(idx):,} examples in {time.perf_counter() - start:.1f} s -> {out}")
-
-
-def build_index(examples, out: Path, encoder: str | None = None):
-    """Embed ``examples`` with a progress bar (one step per distinct query) and save the index to ``out``."""
-    from retriever import ExampleIndex
-    with progress_bar() as bar:
-        task = bar.add_task("embed", total=len({e.query for e in examples}))
-        idx = ExampleIndex.build(examples, encoder, progress=lambda n: bar.advance(task, n))
-    idx.save(out)
-    return idx
 
 
 @retriever_app.command("search")

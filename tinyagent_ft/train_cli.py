@@ -8,7 +8,7 @@ import typer
 import yaml
 
 from .config import ConfigError, TrainConfig, load_config
-from .console import UserError, console, progress_bar
+from .console import UserError, console
 from .grammar import MIN_PLAN_TOKENS
 
 
@@ -63,9 +63,10 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
              constrain: bool = typer.Option(True, help="decode under the plan grammar (--no-constrain: free decoding)"),
              batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
-    from .cli import print_report
+    from .console import print_report
     from .data import load_dataset
     from .planner import Planner
+    from .steps import plan_and_score
     examples = load_dataset(data, split).examples[:limit]
     try:
         planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples)
@@ -79,16 +80,3 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
                   f"prompt + {throughput['completion_tokens'] / max(throughput['plans'], 1):,.0f} completion tokens per plan; "
                   + (f"constrained decoding, {throughput['forced_endings']} forced endings; " if constrain else "free decoding; ")
                   + f"reports in {out}")
-
-
-def plan_and_score(planner, examples, out: Path, batch_size: int, ged_timeout: float | None = 0.5,
-                   label: str = "plan") -> dict:
-    """``eval.harness.run`` with a progress bar; the report (rewritten in ``out``) gains the planner's throughput."""
-    from eval.harness import run
-    from eval.report import write_outputs
-    with progress_bar() as bar:
-        task = bar.add_task(label, total=len(examples))
-        report = run(planner, examples, out, batch_size, ged_timeout, progress=lambda n: bar.advance(task, n))
-    report["throughput"] = planner.throughput()
-    write_outputs(report, Path(out) / "report.json", Path(out) / "report.md")
-    return report
