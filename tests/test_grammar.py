@@ -6,7 +6,7 @@ import pytest
 
 from eval.plan import parse_plan
 from tinyagent_ft.catalog import BY_NAME, TOOLS
-from tinyagent_ft.constrain import PlanConstraint
+from tinyagent_ft.constrain import PlanConstraint, check_vocabulary
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.grammar import closing_text, plan_grammar
 from tinyagent_ft.models import resolve_model
@@ -124,3 +124,13 @@ def test_end_marker_never_inside_a_string(constraint):
     inside = constraint.tokens("); 2. join()<END_OF_PLAN>")
     assert m.validate_tokens(inside) < len(inside)
     assert not accepts(constraint, ["send_sms"], "Thought: done <END_OF_PLAN>\n1. join()<END_OF_PLAN>")
+
+
+def test_a_vocabulary_the_engine_misreads_is_refused(constraint):
+    from transformers import AutoTokenizer
+
+    from retriever.tool_classifier import minilm_path
+    planner_tokens = AutoTokenizer.from_pretrained(resolve_model("tiny-random"))
+    check_vocabulary(planner_tokens, constraint.tokenizer)  # the engine reads the planner's own tokens back
+    with pytest.raises(ValueError, match=r"the grammar engine reads the tokens of .* as b"):
+        check_vocabulary(AutoTokenizer.from_pretrained(minilm_path()), constraint.tokenizer)  # ids of another vocabulary

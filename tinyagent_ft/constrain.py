@@ -38,6 +38,16 @@ class RowState:
     broken: bool = False  # the grammar engine refused a token: the row continues unconstrained
 
 
+def check_vocabulary(tokenizer, ll_tokenizer, text: str = '1. open_note("Gift Ideas", "")\n2. join()') -> None:
+    """Refuse a tokenizer whose vocabulary llguidance reads differently: every mask would be wrong. Seen with
+    the SmolLM2 GGUF converted by transformers 5.17 (" open" read as another token: plans like "1.. ")."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    seen = ll_tokenizer.decode_bytes(ids)
+    if seen != text.encode():
+        raise ValueError(f"constrained decoding: the grammar engine reads the tokens of {text!r} as {seen!r}; "
+                         f"rebuild the tokenizer with a current transformers, or decode with constrain=False")
+
+
 class PlanConstraint:
     """llguidance state for one tokenizer; ``for_tokenizer`` shares it within the process."""
 
@@ -46,6 +56,7 @@ class PlanConstraint:
         import llguidance.hf
         self.llg, self.limits, self.cache_size = llguidance, limits, cache_size
         self.tokenizer = llguidance.hf.from_tokenizer(tokenizer, slices=_SLICES)
+        check_vocabulary(tokenizer, self.tokenizer)
         self.executor = llguidance.LLExecutor()
         self._matchers: OrderedDict[tuple[str, ...], object] = OrderedDict()
 
