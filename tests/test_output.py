@@ -19,7 +19,7 @@ def cli(*args):
 
 def test_classifier_training_log_is_plain_lines(synth_dir, tmp_path):
     out = cli("retriever", "train", "--data", synth_dir, "--out", tmp_path, "--backbone", "tiny-deberta",
-              "--max-examples", "64", "--batch-size", "16", "--eval-split", "none")
+              "--max-examples", "64", "--batch-size", "16", "--epochs", "1", "--eval-split", "none")
     assert not [n for n in NOISE if n in out], out
     assert "classifier: 4/4 (100%)" in out and "loss " in out
 
