@@ -45,5 +45,5 @@ def natural_gradient_transform(g: torch.Tensor, history: torch.Tensor, damping: 
     if not torch.equal(H_rows[-1], g.reshape(-1).float()):
         raise ValueError("the history's last column must be the current gradient")
     out, failed = woodbury_natural(H_rows[None], (H_rows @ H_rows.T)[None], H_rows.shape[0] - 1,
-                                   torch.tensor([float(damping)]))
+                                   torch.tensor([float(damping)], device=H_rows.device))
     return (g.float() if bool(failed[0]) else out[0]).reshape(g.shape)
