@@ -5,8 +5,17 @@
 #   bash benchmarks/train/sweep_gpu.sh OUT_DIR OPT:LR [OPT:LR ...]
 #   e.g. EXTEND=1 bash benchmarks/train/sweep_gpu.sh OUT galore:1e-4 galore:3e-4 galore:1e-3 galore:3e-3
 #   bash benchmarks/train/sweep_gpu.sh OUT_DIR          (no runs: only collect OUT_DIR's records and print the table)
-# PARALLEL runs at once (default: one per 12 GiB of free GPU memory, at most 8; 1 on CPU). MAX_TRAIN (3000)
-# training examples, LIMIT (300) test queries, MODEL (smollm2-135m), EXTRA (more train overrides). EXTEND=1:
+# PARALLEL runs at once (default: one per 12 GiB of free GPU memory, at most 8; 1 on CPU). CONFIG
+# (configs/smollm2-compare.yaml), MAX_TRAIN training examples (default: the config's, 3000 in smollm2-compare.yaml;
+# null: all), LIMIT (300; all: the whole split) test queries, ORACLE (3: gold tools + 3 negatives at test time;
+# none: the planner as users run it, the model folder's classifier picks the tools), MODEL (smollm2-135m), EXTRA
+# (more train overrides). A prompt.classifier or prompt.index folder that the config names and that does not
+# exist yet is built first with the README's commands (`retriever train --max-examples 6000 --target-recall
+# 0.998`, `retriever index`), from ENCODER (a sentence-transformers folder; default the packaged MiniLM) as the
+# classifier's backbone and the index's encoder. PREP_ONLY=1: only generate the data and build those folders.
+# The full-data comparison of issue 13 (benchmarks/train/results/issue13/full.md):
+#   CONFIG=configs/smollm2-full.yaml LIMIT=all ORACLE=none bash benchmarks/train/sweep_gpu.sh OUT natural_galore:3e-3 galore:3e-3
+# EXTEND=1:
 # afterwards, an optimizer whose best lr (test success, then strict success, then final loss) sits at an end of the lrs run for
 # it gets one more run a step beyond that end (1-3-10 steps: 1e-4 -> 3e-5, 3e-3 -> 1e-2).
 # A CPU check: MODEL=tiny-random MAX_TRAIN=16 LIMIT=8 EXTRA="eval.subset=8" bash benchmarks/train/sweep_gpu.sh OUT adamw:1e-4
@@ -15,11 +24,30 @@
 # per run found in OUT_DIR (earlier calls too). Times and tokens/s are measured while the runs share the GPU.
 set -euo pipefail
 out=${1:?OUT_DIR}; shift
-max_train=${MAX_TRAIN:-3000}; limit=${LIMIT:-300}; model=${MODEL:-smollm2-135m}; extra=${EXTRA:-}
+config=${CONFIG:-configs/smollm2-compare.yaml}; limit=${LIMIT:-300}; oracle=${ORACLE:-3}; model=${MODEL:-smollm2-135m}
+extra=${EXTRA:-}${MAX_TRAIN:+ data.max_train=$MAX_TRAIN}
+limit_arg=$([ "$limit" = all ] || echo "--limit $limit"); oracle_arg=$([ "$oracle" = none ] || echo "--oracle-negatives $oracle")
 mkdir -p "$out"
 
-if [ $# -ge 1 ]; then
+if [ $# -ge 1 ] || [ "${PREP_ONLY:-0}" = 1 ]; then
 [ -f data/synth/train.json ] || python3 -m tinyagent_ft data synth --out data/synth --n 40000 --seed 0
+# the tool classifier and example index the config names, built once before the runs that copy them
+read -r clf idx < <(python3 -c 'import sys; from tinyagent_ft.config import load_config
+p = load_config(sys.argv[1], sys.argv[2].split()).prompt; print(p.classifier or "-", p.index or "-")' "$config" "$extra")
+prep=()
+if [ "$clf" != - ] && [ ! -d "$clf" ]; then
+  python3 -m tinyagent_ft retriever train --data data/synth --out "$clf" --max-examples 6000 --target-recall 0.998 \
+    ${ENCODER:+--backbone "$ENCODER"} > "$out/tool-classifier.log" 2>&1 & prep+=($!)
+fi
+if [ "$idx" != - ] && [ ! -d "$idx" ]; then
+  python3 -m tinyagent_ft retriever index --data data/synth --out "$idx" ${ENCODER:+--encoder "$ENCODER"} \
+    > "$out/example-index.log" 2>&1 & prep+=($!)
+fi
+for p in "${prep[@]}"; do
+  wait "$p" || { echo "FAILED building the retrievers:"; tail -25 "$out"/tool-classifier.log "$out"/example-index.log; exit 1; }
+done
+[ ${#prep[@]} = 0 ] || { tail -n 3 "$out"/tool-classifier.log "$out"/example-index.log 2>/dev/null || true; }
+if [ "${PREP_ONLY:-0}" = 1 ]; then echo "PREP_ONLY: data and retrievers ready"; exit 0; fi
 # convert the preset (GGUF -> safetensors) once, before the concurrent runs would race on it
 python3 -c 'import sys; from tinyagent_ft.models import resolve_model; print("model:", resolve_model(sys.argv[1]))' "$model"
 # constrained decoding refuses a tokenizer whose vocabulary llguidance misreads (the GGUF tokenizer written by
@@ -41,10 +69,10 @@ fi
 
 one() {  # train, then score, one OPT:LR; a failure leaves OUT_DIR/OPT-LR.FAILED
   local opt=${1%%:*} lr=${1#*:}; local dir="$out/$opt-$lr"
-  local train="python3 -m tinyagent_ft train -c configs/smollm2-compare.yaml model.name=$model optimizer.name=$opt \
-optimizer.lr=$lr data.max_train=$max_train training.output_dir=$dir $extra"
-  local eval="python3 -m tinyagent_ft eval --model $dir/model --data data/synth --split test --limit $limit \
---oracle-negatives 3 --batch-size 64 --out $dir/eval"
+  local train="python3 -m tinyagent_ft train -c $config model.name=$model optimizer.name=$opt \
+optimizer.lr=$lr training.output_dir=$dir $extra"
+  local eval="python3 -m tinyagent_ft eval --model $dir/model --data data/synth --split test \
+$limit_arg $oracle_arg --batch-size 64 --out $dir/eval"
   rm -rf "$dir" "$dir.FAILED"; mkdir -p "$dir"
   python3 - "$dir/launch.json" "$opt" "$lr" "$parallel" "$device" "$train" "$eval" <<'PY'
 import json, sys
