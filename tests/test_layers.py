@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tinyagent_ft", "eval", "retriever", "serve")
 LAYERS = [  # lowest first; a module belongs to the layer of its longest listed prefix
-    ("syntax and utilities", ["tinyagent_ft", "tinyagent_ft.catalog", "eval.plan", "tinyagent_ft.jsonio",
+    ("syntax and utilities", ["tinyagent_ft", "tinyagent_ft.catalog", "tinyagent_ft.catalog_files", "eval.plan", "tinyagent_ft.jsonio",
                               "tinyagent_ft.console", "tinyagent_ft.monitor", "tinyagent_ft.devices",
                               "tinyagent_ft.models", "tinyagent_ft.tracking", "tinyagent_ft.memory",
                               "tinyagent_ft.checkpoints", "tinyagent_ft.packing", "tinyagent_ft.optim",
