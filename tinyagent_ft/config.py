@@ -34,6 +34,8 @@ class DataConfig(Section):
     val_holdout: int = Field(500, ge=1, description="validation examples taken from the end of train when val_split is None")
     max_train: int | None = Field(None, ge=1, description="use the first N training examples")
     max_length: int = Field(2048, ge=64, description="tokens per sample (prompt + plan)")
+    catalog: str | None = Field(None, description="tool catalog file (OpenAI function specs JSON or project YAML); "
+                                                  "None: TinyAgent's 16 tools")
 
 
 class PromptConfig(Section):

@@ -1,9 +1,10 @@
 """Inference: a fine-tuned (or base) causal LM that writes LLMCompiler plans for queries.
 
-A model folder written by ``tinyagent-ft train`` carries ``planner.json`` (prompt settings) and, when
-training used them, ``tool_classifier/`` and ``example_index/``: the planner rebuilds prompts exactly
-as training did. A preset name or plain checkpoint gets default settings, all 16 tools and no examples
-unless a classifier and index are passed.
+A model folder written by ``tinyagent-ft train`` carries ``planner.json`` (prompt settings),
+``catalog.json`` (its tools) and, when training used them, ``tool_classifier/`` and ``example_index/``:
+the planner rebuilds prompts exactly as training did. A preset name or plain checkpoint gets default
+settings, TinyAgent's tools (or the catalog passed), all of them shown, and no examples unless a
+classifier and index are passed.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import torch
 
 from eval.plan import END_OF_PLAN
 
+from .catalog import Catalog
 from .devices import pick_device, pick_dtype
 from .jsonio import read_json
 from .prompt import PromptBuilder, PromptSettings, render, sample_prompt_tools
@@ -45,20 +47,20 @@ def cut_plan(text: str) -> str:
 
 
 def plan_result(text: str, tools: list[str], prompt_tokens: int, completion_tokens: int, constrained: bool,
-                forced: bool) -> PlanResult:
+                forced: bool, catalog: Catalog) -> PlanResult:
     """The generated text as a result; a constrained plan cut short (``max_time``) gets the grammar's
     shortest ending, so a constrained plan is always whole."""
     text = cut_plan(text)
     if constrained and END_OF_PLAN not in text:
-        from .catalog import BY_NAME
         from .grammar import closing_text
-        text, forced = text + closing_text(text, {t: BY_NAME[t] for t in tools}), True
+        text, forced = text + closing_text(text, {t: catalog.get(t) for t in tools}), True
     return PlanResult(text.strip(), tools, prompt_tokens, completion_tokens, constrained, forced)
 
 
 class Planner:
     def __init__(self, model, tokenizer, builder: PromptBuilder):
         self.model, self.tokenizer, self.builder = model.eval(), tokenizer, builder
+        self.catalog = builder.catalog
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.oracle_negatives: int | None = None
@@ -71,13 +73,16 @@ class Planner:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | None = None, dtype: str = "auto",
                         classifier: str | Path | None = None, index: str | Path | None = None,
-                        num_examples: int | None = None) -> Planner:
+                        num_examples: int | None = None, catalog: Catalog | None = None) -> Planner:
+        """``catalog``: the tools to plan with; default the folder's own, else TinyAgent's."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from retriever import ExampleIndex, ToolClassifier
 
+        from .catalog_files import folder_catalog
         from .models import resolve_model
         path = Path(resolve_model(str(name_or_path)))
+        catalog = catalog or folder_catalog(path)
         settings = PromptSettings()
         if (path / SETTINGS_FILE).is_file():
             settings = PromptSettings.model_validate(read_json(path / SETTINGS_FILE)["prompt"])
@@ -88,21 +93,20 @@ class Planner:
         device = pick_device(device)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, device)).to(device)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        builder = PromptBuilder(settings, ToolClassifier.from_pretrained(classifier) if classifier else None,
-                                ExampleIndex.load(index) if index else None)
+        builder = PromptBuilder(settings, ToolClassifier.from_pretrained(classifier, catalog=catalog) if classifier else None,
+                                ExampleIndex.load(index) if index else None, catalog)
         return cls(model, tokenizer, builder)
 
     def prompts(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
                 tools: Sequence[Sequence[str] | None] | None = None, num_examples: int | None = None
                 ) -> tuple[list[str], list[list[str]]]:
         """Model texts and the tool list each shows (catalog order when chosen here)."""
-        from .catalog import TOOL_NAMES
         tools = list(tools) if tools is not None else [None] * len(queries)
         todo = [i for i, t in enumerate(tools) if t is None]
         if todo:
             picked = self.builder.select_tools([queries[i] for i in todo])
             for i, p in zip(todo, picked):
-                tools[i] = [t for t in TOOL_NAMES if t in p]
+                tools[i] = [t for t in self.catalog.names if t in p]
         now = datetime.now().replace(second=0, microsecond=0)
         days = [d or now for d in (dates or [None] * len(queries))]
         systems = self.builder.systems(queries, tools, days, num_examples=num_examples)
@@ -133,7 +137,8 @@ class Planner:
         if not (self.constrain if constrain is None else constrain):
             return None
         from .constrain import PlanConstraint
-        return PlanConstraint.for_tokenizer(self.tokenizer).logits_processor(tools, enc["input_ids"].shape[1],
+        shown = [[self.catalog.get(t) for t in row] for row in tools]
+        return PlanConstraint.for_tokenizer(self.tokenizer).logits_processor(shown, enc["input_ids"].shape[1],
                                                                              max_new_tokens)
 
     @torch.inference_mode()
@@ -159,7 +164,8 @@ class Planner:
             for row, mask, tools_shown, f in zip(new, enc["attention_mask"], shown[i:i + batch_size], forced):
                 n_new = int((row != self.tokenizer.pad_token_id).sum())
                 text = self.tokenizer.decode(row, skip_special_tokens=True)
-                results.append(plan_result(text, tools_shown, int(mask.sum()), n_new, constraint is not None, f))
+                results.append(plan_result(text, tools_shown, int(mask.sum()), n_new, constraint is not None, f,
+                                           self.catalog))
         self._account(results, time.perf_counter() - start)
         return results
 
@@ -177,7 +183,7 @@ class Planner:
         show the gold tools plus that many random others (tool selection's upper bound, as in validation)."""
         tools = None
         if self.oracle_negatives is not None and gold_tools is not None:
-            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng) for g in gold_tools]
+            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng, self.catalog.names) for g in gold_tools]
         return [r.text for r in self.generate(queries, dates, tools, self.max_new_tokens, batch_size=len(queries))]
 
     def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,

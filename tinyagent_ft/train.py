@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from .catalog import Catalog
+from .catalog_files import load_catalog, save_catalog
 from .checkpoints import AtomicCheckpoints, TiedWeights, latest_complete
 from .config import ConfigError, TrainConfig
 from .console import progress_bar
@@ -118,13 +120,13 @@ def build_optimizer(model, cfg: TrainConfig):
     return opt
 
 
-def load_retrievers(cfg: TrainConfig):
+def load_retrievers(cfg: TrainConfig, catalog: Catalog):
     from retriever import ExampleIndex, ToolClassifier
     p = cfg.prompt
     try:
-        clf = ToolClassifier.from_pretrained(p.classifier) if p.classifier else None
+        clf = ToolClassifier.from_pretrained(p.classifier, catalog=catalog) if p.classifier else None
         index = ExampleIndex.load(p.index) if p.index else None
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, ValueError) as exc:
         raise ConfigError(f"prompt.classifier/prompt.index: {exc}") from None
     return clf, index
 
@@ -134,7 +136,7 @@ def validation_tools(examples, builder: PromptBuilder, negatives: int, seed: int
     if builder.classifier is not None:
         return [None] * len(examples)
     rng = random.Random(seed)
-    return [sample_prompt_tools(e.tools, negatives, rng) for e in examples]
+    return [sample_prompt_tools(e.tools, negatives, rng, builder.catalog.names) for e in examples]
 
 
 def plot_loss(metrics_file: Path, out: Path) -> None:
@@ -159,12 +161,14 @@ def plot_loss(metrics_file: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, out: Path, extra: dict) -> None:
-    """A folder ``Planner.from_pretrained`` loads: weights, tokenizer, prompt settings, retrievers."""
+def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, catalog: Catalog, out: Path,
+                 extra: dict) -> None:
+    """A folder ``Planner.from_pretrained`` loads: weights, tokenizer, prompt settings, catalog, retrievers."""
     if cfg.optimizer.name == "lora":
         model = model.merge_and_unload()
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
+    save_catalog(catalog, out)
     (out / SETTINGS_FILE).write_text(json.dumps({"prompt": settings.model_dump(), "base_model": cfg.model.name,
                                                  "optimizer": cfg.optimizer.name, **extra}, indent=2))
     for src, name in ((cfg.prompt.classifier, CLASSIFIER_DIR), (cfg.prompt.index, INDEX_DIR)):
@@ -185,6 +189,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_seed(t.seed)
+    catalog = load_catalog(cfg.data.catalog)
     device = pick_device()
     if device == "cuda" and torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:
         # the Trainer would fall back to nn.DataParallel, whose replica threads lose the bf16 autocast
@@ -192,18 +197,18 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                           f"{torch.cuda.device_count()} -m tinyagent_ft train ...`, or pick one with CUDA_VISIBLE_DEVICES=0")
     kernels = apply_fused_kernels(cfg.model.fused_kernels, device,  # before any model is built
                                   AutoConfig.from_pretrained(resolve_model(cfg.model.name)).model_type)
-    train_examples = load_dataset(cfg.data.path, cfg.data.train_split).examples
+    train_examples = load_dataset(cfg.data.path, cfg.data.train_split, catalog=catalog).examples
     if cfg.data.val_split:
-        val_examples = load_dataset(cfg.data.path, cfg.data.val_split).examples
+        val_examples = load_dataset(cfg.data.path, cfg.data.val_split, catalog=catalog).examples
     else:  # e.g. the TinyAgent release, which has train and test only
         train_examples, val_examples = train_examples[:-cfg.data.val_holdout], train_examples[-cfg.data.val_holdout:]
     train_examples = train_examples[:cfg.data.max_train] if cfg.data.max_train else train_examples
     val_examples = val_examples[:cfg.eval.subset]
     if not train_examples:
         raise ConfigError(f"data.path={cfg.data.path}: the {cfg.data.train_split!r} split holds no usable example")
-    classifier, index = load_retrievers(cfg)
+    classifier, index = load_retrievers(cfg, catalog)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
-    builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
+    builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index, catalog)
     packing = device == "cuda" if t.packing == "auto" else t.packing
     varlen = packing and device == "cuda" and varlen_available()
     model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
@@ -260,7 +265,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                                        [val_tools[i] for i in val_order], cfg.eval.max_new_tokens, cfg.eval.batch_size,
                                        constrain=cfg.eval.constrain)
             model.train(was_training)
-            report = score(chosen, {e.id: r.text for e, r in zip(chosen, results)})
+            report = score(chosen, {e.id: r.text for e, r in zip(chosen, results)}, catalog=catalog)
             m = report["metrics"]
             metrics = {f"{metric_key_prefix}_{k}": m[k] for k in ("success_rate", "success_rate_strict", "parse_rate",
                                                                   "tool_f1_micro", "edge_f1")}
@@ -310,7 +315,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                "packing": packing_info, "fused_kernels": kernels,
                "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
     if trainer.is_world_process_zero():
-        save_planner(trainer.model, tok, cfg, settings, out / MODEL_DIR, {"training": summary})
+        save_planner(trainer.model, tok, cfg, settings, catalog, out / MODEL_DIR, {"training": summary})
         if (out / METRICS_FILE).is_file():
             plot_loss(out / METRICS_FILE, out / "loss.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 import yaml
 
+from .catalog_files import CATALOG_HELP, resolve_catalog
 from .config import ConfigError, TrainConfig, load_config
 from .console import UserError, console
 from .grammar import MIN_PLAN_TOKENS
@@ -15,10 +16,11 @@ from .grammar import MIN_PLAN_TOKENS
 def train(config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see configs/)"),
           overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=1e-4"),
           resume: str | None = typer.Option(None, help="'auto' (latest checkpoint in output_dir) or a checkpoint path"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and estimates, then stop")):
+          dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and estimates, then stop"),
+          catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (same as data.catalog=FILE)")):
     """Fine-tune a model to write function-calling plans."""
     try:
-        cfg = load_config(config, overrides or [])
+        cfg = load_config(config, [*(overrides or []), *([f"data.catalog={catalog}"] if catalog else [])])
     except ConfigError as exc:
         raise UserError(str(exc)) from None
     if resume not in (None, "auto") and not Path(resume).is_dir():
@@ -61,15 +63,18 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
                                                          "random others instead of selecting tools (upper bound)"),
              max_new_tokens: int = typer.Option(256, min=MIN_PLAN_TOKENS, max=2048),
              constrain: bool = typer.Option(True, help="decode under the plan grammar (--no-constrain: free decoding)"),
-             batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
+             batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None),
+             catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (default: the model folder's)")):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
     from .console import print_report
     from .data import load_dataset
     from .planner import Planner
     from .steps import plan_and_score
-    examples = load_dataset(data, split).examples[:limit]
+    cat = resolve_catalog(catalog, model if Path(model).is_dir() else None)
+    examples = load_dataset(data, split, catalog=cat).examples[:limit]
     try:
-        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples)
+        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples,
+                                          catalog=cat)
     except (OSError, ValueError) as exc:
         raise UserError(f"--model {model}: {str(exc).splitlines()[0]}") from None
     planner.oracle_negatives, planner.max_new_tokens, planner.constrain = oracle_negatives, max_new_tokens, constrain
