@@ -6,12 +6,13 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from tinyagent_ft.catalog import TINYAGENT, Catalog
+from tinyagent_ft.errors import InputError
 from tinyagent_ft.jsonio import BadLine, jsonl
 
 from .metrics import aggregate, score_pair
 
 
-class PredictionError(ValueError):
+class PredictionError(InputError):
     """A bad predictions file, worded as one line naming the file and line."""
 
 

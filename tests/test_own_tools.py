@@ -12,6 +12,8 @@ from conftest import serve_process
 from eval.plan import parse_plan
 from tinyagent_ft.catalog_files import load_catalog
 
+pytestmark = pytest.mark.slow  # a whole pipeline: `pytest -m 'not slow'` skips it
+
 ROOT = Path(__file__).resolve().parents[1]
 HOME = ROOT / "examples" / "smart-home"
 CATALOG = HOME / "catalog.yaml"
@@ -29,7 +31,7 @@ def cli(*args) -> subprocess.CompletedProcess:
 def pipeline(tmp_path_factory):
     """Classifier, index and a two-step fine-tune of the tiny-random model on the smart-home data."""
     out = tmp_path_factory.mktemp("home")
-    cli("retriever", "train", "--data", DATA, "--out", out / "clf", "--backbone", "tiny-deberta", "--epochs", 1,
+    cli("retriever", "train", "--data", DATA, "--out", out / "clf", "--config", ROOT / "configs/retriever/tiny-deberta.yaml",
         "--catalog", CATALOG)
     cli("retriever", "index", "--data", DATA, "--out", out / "index", "--catalog", CATALOG)
     cli("train", "-c", ROOT / "configs" / "tiny.yaml", "--catalog", CATALOG, f"data.path={DATA}",
@@ -47,8 +49,9 @@ def test_data_validates_against_its_catalog_only():
 
 def test_classifier_and_planner_folders_carry_the_catalog(pipeline):
     catalog = load_catalog(CATALOG)
-    labels = json.loads((pipeline / "clf" / "retriever.json").read_text())["labels"]
-    assert labels == list(catalog.names)
+    saved = json.loads((pipeline / "clf" / "retriever.json").read_text())
+    assert saved["labels"] == list(catalog.names)
+    assert saved["train"]["backbone"] == "tiny-deberta" and saved["train"]["epochs"] == 1  # from the YAML
     assert load_catalog(pipeline / "clf") == catalog == load_catalog(pipeline / "run" / "model")
     report = pipeline / "clf-eval.json"
     cli("retriever", "eval", "--model", pipeline / "clf", "--data", DATA, "--split", "test", "--out", report)

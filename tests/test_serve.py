@@ -180,6 +180,7 @@ def server():
     yield from serve_process("tiny-random")
 
 
+@pytest.mark.slow
 def test_real_uvicorn_process(server):
     import httpx2 as httpx
     r = httpx.post(server + "/v1/plan", json={"query": "Text Bob", "tools": ["send_sms"], "max_new_tokens": 24},
@@ -189,6 +190,7 @@ def test_real_uvicorn_process(server):
     assert httpx.get(server + "/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_openai_client_library(server):
     from openai import OpenAI
     client = OpenAI(base_url=server + "/v1", api_key="unused")
@@ -201,6 +203,7 @@ def test_openai_client_library(server):
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason in ("tool_calls", "stop")
 
 
+@pytest.mark.slow
 def test_fuzz_openapi_schema_finds_no_server_error(server):
     """Valid and invalid bodies generated from the OpenAPI schema: nothing may come back 5xx."""
     import schemathesis
@@ -258,6 +261,7 @@ def keyed_server():
     yield from serve_process("tiny-random", env={"TINYAGENT_FT_API_KEY": KEY})
 
 
+@pytest.mark.slow
 def test_api_key_from_environment_on_a_real_server(keyed_server):
     import httpx2 as httpx
     from openai import AuthenticationError, OpenAI
@@ -273,6 +277,7 @@ def test_api_key_from_environment_on_a_real_server(keyed_server):
     assert resp.usage.prompt_tokens > 0
 
 
+@pytest.mark.slow
 def test_public_host_without_key_warns():
     """192.0.2.1 (TEST-NET) is not loopback and cannot be bound: the warning comes, then the bind fails."""
     proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--host", "192.0.2.1",

@@ -22,6 +22,7 @@ from pathlib import Path
 from eval.plan import ARGUMENT_ERRORS, parse_plan
 
 from .catalog import TINYAGENT, Catalog
+from .errors import InputError
 from .jsonio import BadFile, BadLine, jsonl, read_json
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ HUB_FILES = {"train": "training_data.json", "test": "testing_data.json"}
 _TODAY = re.compile(r"Today's date is \w+ (\d{4}-\d{2}-\d{2} \d{2}:\d{2})")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data problem, worded as one line that names the file, record and field."""
 
 

@@ -8,14 +8,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .catalog_files import CATALOG_HELP, resolve_catalog
-from .config import ConfigError
-from .console import UserError, console, print_report, progress_bar, quiet_third_party
-from .data import DataError, load_dataset
-from .jsonio import BadFile
-from .memory import return_freed_memory
-from .retriever_cli import retriever_app
-from .train_cli import evaluate, train
+from ..catalog_files import CATALOG_HELP, resolve_catalog
+from ..console import UserError, console, print_report, progress_bar, quiet_third_party
+from ..data import load_dataset
+from ..errors import InputError
+from ..memory import return_freed_memory
+from .retriever import retriever_app
+from .train import evaluate, train
 
 API_KEY_ENV = "TINYAGENT_FT_API_KEY"
 app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
@@ -34,7 +33,7 @@ def data_synth(out: Path = typer.Option(..., help="output directory"),
                seed: int = typer.Option(0), heldout: float = typer.Option(0.2, help="held-out fraction of phrasings and entities"),
                negatives: int = typer.Option(3, min=0, max=15, help="irrelevant tools in each stored prompt")):
     """Write a synthetic TinyAgent-format dataset: train.json, validation.json, test.json."""
-    from .synth.generate import SynthConfig, synthesize
+    from ..synth.generate import SynthConfig, synthesize
     if not 0 < heldout < 1:
         raise UserError(f"--heldout must be between 0 and 1, got {heldout}")
     cfg = SynthConfig(n=n, seed=seed, heldout=heldout, negatives=negatives)
@@ -59,12 +58,12 @@ def data_stats(data: str = typer.Argument(..., help="dataset file, directory or 
                json_out: Path | None = typer.Option(None, "--json", help="also write the stats here"),
                catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Counts by tool, number of calls and plan shape; token-length percentiles."""
-    from .stats import dataset_stats
+    from ..stats import dataset_stats
     cat = resolve_catalog(catalog)
     loaded = load_dataset(data, split, catalog=cat)
     count = None
     if tokenizer != "none":
-        from .models import load_tokenizer
+        from ..models import load_tokenizer
         tok = load_tokenizer(tokenizer)
         count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     stats = dataset_stats(loaded.examples, count, cat)
@@ -118,13 +117,10 @@ def score_cmd(gold: str = typer.Option(..., help="gold data: TinyAgent file, pro
               ged_timeout: float = typer.Option(0.5, help="seconds per pair for graph edit distance; 0 skips it"),
               catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Score any model's plans against gold data, without loading a model."""
-    from eval.report import PredictionError, read_predictions, score, write_outputs
+    from eval.report import read_predictions, score, write_outputs
     cat = resolve_catalog(catalog)
     examples = load_dataset(gold, split, catalog=cat).examples
-    try:
-        preds = read_predictions(predictions)
-    except PredictionError as exc:
-        raise UserError(str(exc)) from None
+    preds = read_predictions(predictions)
     with progress_bar() as bar:
         task = bar.add_task("score", total=len(examples))
         report = score(examples, preds, ged_timeout or None, progress=lambda: bar.advance(task), catalog=cat)
@@ -140,7 +136,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="folder for data, mode
          seed: int = typer.Option(0),
          overrides: list[str] = typer.Argument(None, help="config overrides, e.g. data.max_train=64")):
     """The whole pipeline offline on a CPU: data, classifier, index, Natural GaLore fine-tune, base vs tuned."""
-    from .demo import DEMO_CONFIG, run_demo, to_markdown
+    from ..demo import DEMO_CONFIG, run_demo, to_markdown
     config = config or DEMO_CONFIG
     if not config.is_file():
         raise UserError(f"--config: {config} not found (run from a checkout, or pass configs/demo.yaml explicitly)")
@@ -214,7 +210,7 @@ def main() -> None:
     return_freed_memory()
     try:
         app()
-    except (DataError, UserError, ConfigError, BadFile) as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
         sys.exit(2)
     except (RecursionError, UnicodeDecodeError) as exc:  # corrupt input a loader did not name: still one line

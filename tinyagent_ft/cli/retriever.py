@@ -9,8 +9,9 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from .catalog_files import CATALOG_HELP, resolve_catalog, save_catalog
-from .console import UserError, console
+from ..catalog_files import CATALOG_HELP, resolve_catalog, save_catalog
+from ..config import load_config
+from ..console import UserError, console
 
 _FROM_CONFIG = "[default: retriever.ClassifierConfig]"  # one home for the defaults: the Python API's
 retriever_app = typer.Typer(help="Tool classifier (ToolRAG) and in-context example index.", no_args_is_help=True)
@@ -33,7 +34,8 @@ def print_selection(report: dict, title: str) -> None:
 def train(data: str = typer.Option(..., help="dataset directory, file or hub id"),
           out: Path = typer.Option(..., help="output folder for the classifier"),
           split: str = typer.Option("train"),
-          backbone: str = typer.Option("minilm", help="minilm (offline), deberta-v3-small, tiny-deberta, hub id or path"),
+          backbone: str | None = typer.Option(None, help="minilm (offline), deberta-v3-small, tiny-deberta, hub id or path "
+                                                        + _FROM_CONFIG),
           epochs: float | None = typer.Option(None, help=_FROM_CONFIG), batch_size: int | None = typer.Option(None, help=_FROM_CONFIG),
           lr: float | None = typer.Option(None, help=_FROM_CONFIG),
           pos_weight: float | None = typer.Option(None, help="BCE positive-class weight; " + _FROM_CONFIG),
@@ -43,17 +45,20 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
           target_recall: float | None = typer.Option(None, help="lower the threshold on EVAL_SPLIT until recall reaches this"),
           report_to: list[str] = typer.Option([], help="Trainer tracker (repeatable): tensorboard, wandb, mlflow, trackio, ..."),
           run_name: str | None = typer.Option(None, help="run name for the trackers"),
-          catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
+          catalog: Path | None = typer.Option(None, help=CATALOG_HELP),
+          config: Path | None = typer.Option(None, "--config", "-c", help="YAML of retriever.ClassifierConfig fields; "
+                                             "flags given here override it")):
     """Fine-tune the multi-label tool classifier; saves model, tokenizer, label map, threshold and catalog."""
     from retriever import ClassifierConfig, load_labelled, train_classifier
     from retriever.tool_classifier import calibrate_threshold, evaluate_classifier
     if target_recall is not None and eval_split == "none":
         raise UserError("--target-recall needs an --eval-split to calibrate on")
+    base = load_config(config, [], ClassifierConfig).model_dump() if config else {}
     try:
-        given = dict(epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight, threshold=threshold,
-                     keep_top1=keep_top1)
-        cfg = ClassifierConfig(backbone=backbone, max_examples=max_examples, report_to=report_to, run_name=run_name,
-                               **{k: v for k, v in given.items() if v is not None})
+        given = dict(backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight,
+                     threshold=threshold, keep_top1=keep_top1, max_examples=max_examples, report_to=report_to or None,
+                     run_name=run_name)
+        cfg = ClassifierConfig(**{**base, **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:
         raise UserError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                                  for e in exc.errors())) from None
@@ -109,7 +114,7 @@ def index(data: str = typer.Option(..., help="dataset directory, file or hub id"
     """Embed the solved examples once and save the index (embeddings + records)."""
     from tinyagent_ft.data import load_dataset
 
-    from .steps import build_index
+    from ..steps import build_index
     start = time.perf_counter()
     idx = build_index(load_dataset(data, split, catalog=resolve_catalog(catalog)).examples, out, encoder)
     console.print(f"indexed {len(idx):,} examples in {time.perf_counter() - start:.1f} s -> {out}")
