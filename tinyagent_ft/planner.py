@@ -1,10 +1,8 @@
 """Inference: a fine-tuned (or base) causal LM that writes LLMCompiler plans for queries.
 
-A model folder written by ``tinyagent-ft train`` carries ``planner.json`` (prompt settings),
-``catalog.json`` (its tools) and, when training used them, ``tool_classifier/`` and ``example_index/``:
-the planner rebuilds prompts exactly as training did. A preset name or plain checkpoint gets default
-settings, TinyAgent's tools (or the catalog passed), all of them shown, and no examples unless a
-classifier and index are passed.
+``Planner.from_pretrained`` reads a planner folder (``planner_folder``) and rebuilds prompts exactly as
+training did; a preset name or plain checkpoint gets default settings, TinyAgent's tools (or the catalog
+passed), all of them shown, and no examples unless a classifier and index are passed.
 """
 from __future__ import annotations
 
@@ -22,12 +20,11 @@ from eval.plan import END_OF_PLAN
 
 from .catalog import Catalog
 from .devices import pick_device, pick_dtype
-from .jsonio import read_json
-from .prompt import PromptBuilder, PromptSettings, render, sample_prompt_tools
+from .memory import generation_heap
+from .planner_folder import folder_retrievers, read_prompt_settings
+from .prompt import PromptBuilder, render, sample_prompt_tools
 from .samples import prompt_ids
 
-SETTINGS_FILE = "planner.json"
-CLASSIFIER_DIR, INDEX_DIR = "tool_classifier", "example_index"
 MIN_TEMPERATURE = 1e-3  # below this sampling overflows (logits / T); treated as greedy
 
 
@@ -83,13 +80,11 @@ class Planner:
         from .models import resolve_model
         path = Path(resolve_model(str(name_or_path)))
         catalog = catalog or folder_catalog(path)
-        settings = PromptSettings()
-        if (path / SETTINGS_FILE).is_file():
-            settings = PromptSettings.model_validate(read_json(path / SETTINGS_FILE)["prompt"])
+        settings = read_prompt_settings(path)
         if num_examples is not None:
             settings.num_examples = num_examples
-        classifier = classifier or (path / CLASSIFIER_DIR if (path / CLASSIFIER_DIR).is_dir() else None)
-        index = index or (path / INDEX_DIR if (path / INDEX_DIR).is_dir() else None)
+        own_classifier, own_index = folder_retrievers(path)
+        classifier, index = classifier or own_classifier, index or own_index
         device = pick_device(device)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, device)).to(device)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
@@ -150,6 +145,11 @@ class Planner:
         under the plan grammar unless ``constrain`` (default ``self.constrain``) is False.
         ``max_time`` (seconds per batch) bounds generation for servers."""
         texts, shown = self.prompts(queries, dates, tools, num_examples)
+        with generation_heap():
+            return self._generate(texts, shown, max_new_tokens, batch_size, temperature, max_time, constrain)
+
+    def _generate(self, texts: list[str], shown: list[list[str]], max_new_tokens: int, batch_size: int,
+                  temperature: float, max_time: float | None, constrain: bool | None) -> list[PlanResult]:
         results = []
         start = time.perf_counter()
         for i in range(0, len(texts), batch_size):
@@ -183,7 +183,7 @@ class Planner:
         show the gold tools plus that many random others (tool selection's upper bound, as in validation)."""
         tools = None
         if self.oracle_negatives is not None and gold_tools is not None:
-            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng, self.catalog.names) for g in gold_tools]
+            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng, self.catalog) for g in gold_tools]
         return [r.text for r in self.generate(queries, dates, tools, self.max_new_tokens, batch_size=len(queries))]
 
     def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,
@@ -204,7 +204,8 @@ class Planner:
         @torch.inference_mode()
         def work() -> None:
             try:
-                self.model.generate(**kwargs)
+                with generation_heap():
+                    self.model.generate(**kwargs)
             except Exception:  # noqa: BLE001 - the consumer sees a truncated plan, never a hang
                 streamer.end()
                 raise
