@@ -3,7 +3,8 @@
 A planner is any object with ``plan(queries: list[str]) -> list[str]``; if its ``plan`` also takes
 ``dates``, it receives each example's "today" so that relative dates resolve as in the gold data, and
 if it takes ``gold_tools``, each example's gold tool set (for oracle tool-selection runs). A planner
-with ``throughput() -> dict`` gets it recorded in the report.
+with ``throughput() -> dict`` gets it recorded in the report, and one with a ``catalog`` is scored
+against it (TinyAgent's tools otherwise).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import inspect
 import json
 from collections.abc import Sequence
 from pathlib import Path
+
+from tinyagent_ft.catalog import TINYAGENT
 
 from .report import score, write_outputs
 
@@ -39,7 +42,7 @@ def run(planner, examples: Sequence, out_dir: str | Path, batch_size: int = 8, g
                 fh.write(json.dumps({"id": e.id, "query": e.query, "plan": p}) + "\n")
             if progress:
                 progress(len(batch))
-    report = score(examples, predictions, ged_timeout)
+    report = score(examples, predictions, ged_timeout, catalog=getattr(planner, "catalog", TINYAGENT))
     if callable(getattr(planner, "throughput", None)):
         report["throughput"] = planner.throughput()
     write_outputs(report, out / "report.json", out / "report.md", out / "report.png")

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 
 import networkx as nx
 
+from tinyagent_ft.catalog import TINYAGENT, Catalog
+
 from .dag import build_graph, canonical_forms, plan_shape, strict_match, structure_match
 from .plan import Plan, parse_plan
 
@@ -51,10 +53,11 @@ def graph_edit_distance(gold: Plan, pred: Plan, timeout: float) -> tuple[float, 
     return min(1.0, ged / total), timed_out
 
 
-def score_pair(gold_text: str, pred_text: str | None, ged_timeout: float | None = None) -> dict:
+def score_pair(gold_text: str, pred_text: str | None, ged_timeout: float | None = None,
+               catalog: Catalog = TINYAGENT) -> dict:
     """All per-example numbers for one gold/prediction pair (``pred_text`` None = missing)."""
-    gold = parse_plan(gold_text)
-    pred = parse_plan(pred_text if pred_text is not None else "")
+    gold = parse_plan(gold_text, catalog)
+    pred = parse_plan(pred_text if pred_text is not None else "", catalog)
     out = {
         "success": structure_match(gold, pred),
         "success_strict": strict_match(gold, pred),

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinyagent_ft.catalog import BY_NAME, JOIN
+from tinyagent_ft.catalog import JOIN, TINYAGENT, Catalog, Tool
 
 END_OF_PLAN = "<END_OF_PLAN>"
 MAX_PLAN_CHARS = 50_000  # real plans are < 2 KB; anything longer is generation gone astray
@@ -103,30 +103,45 @@ def _parse_args(text: str) -> tuple[tuple | None, str | None]:
     return value, None
 
 
+_PY_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
+
+
+def _scalar_ok(value: Any, type_: str) -> bool:
+    if isinstance(value, bool) and type_ != "bool":
+        return False
+    return isinstance(value, _PY_TYPES[type_])
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, str) and REFERENCE.fullmatch(value.strip()) is not None
+
+
 def _type_ok(value: Any, arg) -> bool:
-    if isinstance(value, str) and REFERENCE.fullmatch(value.strip()):
+    if _is_reference(value):
         return True  # an earlier result stands in for a value of any type
     if value is None:
-        return arg.nullable
-    if arg.type == "str":
-        return isinstance(value, str)
-    if arg.type == "list[str]":
-        return isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-    if arg.type == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, bool)
+        return arg.accepts_none
+    if arg.enum:
+        return value in arg.enum and _scalar_ok(value, arg.type)
+    if arg.is_list:
+        return isinstance(value, (list, tuple)) and all(
+            _scalar_ok(v, arg.item_type) or (_is_reference(v) and arg.item_type != "str") for v in value)
+    return _scalar_ok(value, arg.type)
 
 
-def _check_schema(step: Step) -> list[PlanError]:
-    tool = BY_NAME[step.tool]
-    if len(step.args) != len(tool.args):
-        return [PlanError("arg_count", f"{step.tool} takes {len(tool.args)} arguments, got {len(step.args)}", step.id)]
-    return [PlanError("arg_type", f"{step.tool} argument {a.name!r} must be {a.type}, got {type(v).__name__}", step.id)
+def _check_schema(step: Step, tool: Tool) -> list[PlanError]:
+    n, low, high = len(step.args), tool.required, len(tool.args)
+    if not low <= n <= high:
+        takes = f"{high}" if low == high else f"{low} to {high}"
+        return [PlanError("arg_count", f"{step.tool} takes {takes} arguments, got {n}", step.id)]
+    return [PlanError("arg_type", f"{step.tool} argument {a.name!r} must be {a.type}"
+                      + (f" (one of {list(a.enum)})" if a.enum else "") + f", got {v!r:.40}", step.id)
             for v, a in zip(step.args, tool.args) if not _type_ok(v, a)]
 
 
-def parse_plan(text: Any) -> Plan:
-    """Parse plan text into steps; problems are returned in ``Plan.errors``, never raised."""
+def parse_plan(text: Any, catalog: Catalog = TINYAGENT) -> Plan:
+    """Parse plan text into steps, checked against ``catalog``; problems are returned in ``Plan.errors``,
+    never raised."""
     plan = Plan()
     if not isinstance(text, str) or not text.strip():
         plan.errors.append(PlanError("empty", "no plan text"))
@@ -155,7 +170,7 @@ def parse_plan(text: Any) -> Plan:
         if tool == JOIN:
             plan.steps.append(Step(sid, JOIN, (), (), thought))
             return plan
-        if tool not in BY_NAME:
+        if tool not in catalog:
             plan.errors.append(PlanError("unknown_tool", f"unknown tool {tool!r}", sid))
         args, problem = _parse_args(raw)
         if problem:
@@ -167,8 +182,8 @@ def parse_plan(text: Any) -> Plan:
                 why = "itself" if r == sid else ("a later step" if r > sid else "a missing step")
                 plan.errors.append(PlanError("bad_reference", f"${r} refers to {why}", sid))
         step = Step(sid, tool, args, tuple(refs), thought)
-        if tool in BY_NAME and not problem:
-            plan.errors.extend(_check_schema(step))
+        if tool in catalog and not problem:
+            plan.errors.extend(_check_schema(step, catalog.get(tool)))
         plan.steps.append(step)
         seen.add(sid)
         thought = None

@@ -5,12 +5,14 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from tinyagent_ft.catalog import TINYAGENT, Catalog
+from tinyagent_ft.errors import InputError
 from tinyagent_ft.jsonio import BadLine, jsonl
 
 from .metrics import aggregate, score_pair
 
 
-class PredictionError(ValueError):
+class PredictionError(InputError):
     """A bad predictions file, worded as one line naming the file and line."""
 
 
@@ -34,12 +36,14 @@ def read_predictions(path: str | Path) -> dict[str, str]:
     return preds
 
 
-def score(gold: Iterable, predictions: dict[str, str], ged_timeout: float | None = None, progress=None) -> dict:
-    """Report over gold examples (objects with ``id`` and ``plan``). A missing prediction fails."""
+def score(gold: Iterable, predictions: dict[str, str], ged_timeout: float | None = None, progress=None,
+          catalog: Catalog = TINYAGENT) -> dict:
+    """Report over gold examples (objects with ``id`` and ``plan``), plans checked against ``catalog``.
+    A missing prediction fails."""
     rows, examples, gold_ids = [], [], set()
     for ex in gold:
         gold_ids.add(ex.id)
-        row = score_pair(ex.plan, predictions.get(ex.id), ged_timeout)
+        row = score_pair(ex.plan, predictions.get(ex.id), ged_timeout, catalog)
         rows.append(row)
         examples.append({"id": ex.id, "success": row["success"], "success_strict": row["success_strict"],
                          "errors": row["errors"], "n_calls": row["n_calls"], "shape": row["shape"],

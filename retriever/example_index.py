@@ -9,13 +9,11 @@ from pathlib import Path
 
 import torch
 
-from tinyagent_ft.catalog import TOOL_NAMES
 from tinyagent_ft.data import Example
 from tinyagent_ft.jsonio import BadFile, BadLine, jsonl, read_json
 
 from .tool_classifier import minilm_path
 
-BIT = {name: 1 << i for i, name in enumerate(TOOL_NAMES)}
 META_FILE, RECORDS_FILE, EMBEDDINGS_FILE = "index.json", "records.jsonl", "embeddings.safetensors"
 
 
@@ -27,10 +25,6 @@ class Hit:
     plan: str
     tools: frozenset[str]
     score: float
-
-
-def tool_mask(tools: Iterable[str]) -> int:
-    return sum(BIT[t] for t in set(tools))
 
 
 def _norm(query: str) -> str:
@@ -48,7 +42,11 @@ class ExampleIndex:
             raise ValueError(f"{len(records)} records but {len(embeddings)} embeddings")
         self.records, self.encoder_name, self._encoder = records, encoder_name, encoder
         self.embeddings = embeddings.float()
-        self.masks = torch.tensor([tool_mask(r["tools"]) for r in records], dtype=torch.int64)
+        # which tools each record uses, over the tools the records name (any catalog, any size)
+        self.tool_ids = {t: i for i, t in enumerate(sorted({t for r in records for t in r["tools"]}))}
+        self.uses = torch.zeros(len(records), len(self.tool_ids), dtype=torch.bool)
+        for row, r in enumerate(records):
+            self.uses[row, [self.tool_ids[t] for t in r["tools"]]] = True
         self.position = {r["id"]: i for i, r in enumerate(records)}
         self._norms = [_norm(r["query"]) for r in records]
 
@@ -126,7 +124,7 @@ class ExampleIndex:
         with the same query text comes back, so a training prompt never contains its own answer."""
         if embedding is None:
             embedding = self.encode([query])[0]
-        return self._rank(embedding, tool_mask(tools), k, exclude_id, query)
+        return self._rank(embedding, self._outside(tools), k, exclude_id, query)
 
     def search_batch(self, queries: Sequence[str], tool_sets: Sequence[Iterable[str]], k: int = 6,
                      exclude_ids: Sequence[str | None] | None = None, batch_size: int = 128) -> list[list[Hit]]:
@@ -135,15 +133,22 @@ class ExampleIndex:
         missing = [i for i, x in enumerate(exclude_ids) if x not in self.position]
         fresh = dict(zip(missing, self.encode([queries[i] for i in missing], batch_size))) if missing else {}
         return [self._rank(fresh[i] if i in fresh else self.embeddings[self.position[x]],
-                           tool_mask(tools), k, x, q)
+                           self._outside(tools), k, x, q)
                 for i, (q, tools, x) in enumerate(zip(queries, tool_sets, exclude_ids))]
 
-    def _rank(self, embedding: torch.Tensor, allowed: int, k: int, exclude_id: str | None, query: str) -> list[Hit]:
+    def _outside(self, tools: Iterable[str]) -> torch.Tensor:
+        """Records that use a tool not in ``tools``: TinyAgent's filter keeps them out of the prompt."""
+        allowed = torch.zeros(len(self.tool_ids), dtype=torch.bool)
+        allowed[[self.tool_ids[t] for t in set(tools) if t in self.tool_ids]] = True
+        return (self.uses & ~allowed).any(dim=1)
+
+    def _rank(self, embedding: torch.Tensor, outside: torch.Tensor, k: int, exclude_id: str | None, query: str
+              ) -> list[Hit]:
         skip_text = _norm(query) if exclude_id is not None else None
         if k <= 0:
             return []
         scores = self.embeddings @ embedding.float()
-        scores[(self.masks & ~allowed) != 0] = float("-inf")
+        scores[outside] = float("-inf")
         eligible = int(torch.isfinite(scores).sum())
         window = min(eligible, k + 8)
         while True:  # widen only when duplicates of the query filled the window (rare)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tinyagent_ft.catalog import BY_NAME
+from tinyagent_ft.catalog import TINYAGENT, Catalog
 from tinyagent_ft.data import DataError, load_dataset
 from tinyagent_ft.jsonio import BadLine, jsonl
 
@@ -23,7 +23,7 @@ def _is_tools_jsonl(path: Path) -> bool:
     return isinstance(first, dict) and "tools" in first and "plan" not in first
 
 
-def _read_tools_jsonl(path: Path) -> list[Labelled]:
+def _read_tools_jsonl(path: Path, catalog: Catalog) -> list[Labelled]:
     out = []
     for n, rec in jsonl(path):
         where = f"{path}:{n}"
@@ -36,7 +36,7 @@ def _read_tools_jsonl(path: Path) -> list[Labelled]:
             raise DataError(f"{where}: field 'query' must be a non-empty string")
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
             raise DataError(f"{where}: field 'tools' must be a list of tool names")
-        unknown = [t for t in tools if t not in BY_NAME]
+        unknown = [t for t in tools if t not in catalog]
         if unknown:
             raise DataError(f"{where}: field 'tools' names unknown tool(s) {', '.join(map(repr, unknown))}")
         out.append(Labelled(query.strip(), frozenset(tools)))
@@ -45,12 +45,13 @@ def _read_tools_jsonl(path: Path) -> list[Labelled]:
     return out
 
 
-def load_labelled(source: str | Path, split: str | None = None) -> list[Labelled]:
-    """Pairs from a ``query``/``tools`` JSONL file, else from any format ``load_dataset`` reads."""
+def load_labelled(source: str | Path, split: str | None = None, catalog: Catalog = TINYAGENT) -> list[Labelled]:
+    """Pairs from a ``query``/``tools`` JSONL file, else from any format ``load_dataset`` reads; tools
+    must be ``catalog``'s."""
     path = Path(source)
     if _is_tools_jsonl(path):
-        return _read_tools_jsonl(path)
-    data = load_dataset(source, split)
+        return _read_tools_jsonl(path, catalog)
+    data = load_dataset(source, split, catalog=catalog)
     if not data.examples:
         raise DataError(f"{data.path}: no usable examples")
     return [Labelled(e.query, e.tools) for e in data.examples]

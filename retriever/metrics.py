@@ -4,12 +4,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from eval.metrics import prf
-from tinyagent_ft.catalog import TOOL_NAMES
 
 
-def selection_metrics(gold: Sequence[frozenset[str]], selected: Sequence[set[str]]) -> dict:
+def selection_metrics(gold: Sequence[frozenset[str]], selected: Sequence[set[str]],
+                      labels: Sequence[str] | None = None) -> dict:
     """Recall as TinyAgent counts it (every gold tool selected, per example), mean tools, micro/macro F1
-    and per-tool recall."""
+    and per-tool recall (over ``labels``, default every tool named in gold or selection)."""
     if len(gold) != len(selected):
         raise ValueError(f"{len(gold)} gold sets but {len(selected)} selections")
     n = len(gold)
@@ -17,7 +17,7 @@ def selection_metrics(gold: Sequence[frozenset[str]], selected: Sequence[set[str
     tp = sum(len(g & s) for g, s in zip(gold, selected))
     micro = prf(tp, sum(map(len, selected)), sum(map(len, gold)))
     per_tool, macro_f1 = {}, []
-    for t in TOOL_NAMES:
+    for t in labels or sorted(set().union(*gold, *selected)):
         t_tp = sum(t in g and t in s for g, s in zip(gold, selected))
         t_gold = sum(t in g for g in gold)
         scores = prf(t_tp, sum(t in s for s in selected), t_gold)

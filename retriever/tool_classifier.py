@@ -1,7 +1,8 @@
 """ToolRAG: a multi-label classifier (one sigmoid per catalog tool) that picks the tools a query needs.
 
-Label id = position in ``TOOL_NAMES`` (spec section 1). A saved model is a ``save_pretrained`` folder
-plus ``retriever.json`` (labels, threshold, keep_top1), so the planner and the server load one path.
+Label id = position in the catalog's tools (spec section 1). A saved model is a ``save_pretrained`` folder
+plus ``retriever.json`` (labels, threshold, keep_top1), so the planner and the server load one path; loading
+it for a catalog checks that its labels are that catalog's tools, in order.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 import torch
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT, Catalog
 from tinyagent_ft.jsonio import BadFile, read_json
 from tinyagent_ft.tracking import check_trackers
 
@@ -55,24 +56,24 @@ class ClassifierConfig(BaseModel):
     _trackers = field_validator("report_to", mode="before")(check_trackers)
 
 
-def _labels_config() -> dict:
-    return {"num_labels": len(TOOL_NAMES), "problem_type": "multi_label_classification",
-            "id2label": dict(enumerate(TOOL_NAMES)), "label2id": {n: i for i, n in enumerate(TOOL_NAMES)}}
+def _labels_config(labels: Sequence[str]) -> dict:
+    return {"num_labels": len(labels), "problem_type": "multi_label_classification",
+            "id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
 
 
-def init_backbone(backbone: str):
-    """(model, tokenizer) with a fresh 16-way multi-label head on the chosen backbone."""
+def init_backbone(backbone: str, labels: Sequence[str]):
+    """(model, tokenizer) with a fresh multi-label head (one output per label) on the chosen backbone."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, DebertaV2Config
     if backbone == "tiny-deberta":
         from transformers import DebertaV2ForSequenceClassification
         tok = AutoTokenizer.from_pretrained(minilm_path())
         cfg = DebertaV2Config(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
                               intermediate_size=128, max_position_embeddings=128, pad_token_id=tok.pad_token_id,
-                              **_labels_config())
+                              **_labels_config(labels))
         return DebertaV2ForSequenceClassification(cfg), tok
     path = minilm_path() if backbone == "minilm" else BACKBONES.get(backbone) or backbone
     tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, **_labels_config())
+    model = AutoModelForSequenceClassification.from_pretrained(path, **_labels_config(labels))
     return model, tok
 
 
@@ -82,12 +83,17 @@ class ToolClassifier:
     def __init__(self, model, tokenizer, threshold: float = 0.5, keep_top1: bool = True, max_length: int = 64):
         self.model, self.tokenizer = model.eval(), tokenizer
         self.threshold, self.keep_top1, self.max_length = threshold, keep_top1, max_length
-        labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
-        if labels != list(TOOL_NAMES):
-            raise ValueError(f"classifier labels {labels} do not match the tool catalog {list(TOOL_NAMES)}")
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    def check_catalog(self, catalog: Catalog, where: str = "classifier") -> None:
+        """Refuse a classifier trained for other tools: its outputs would name the wrong ones."""
+        if self.labels != list(catalog.names):
+            raise ValueError(f"{where}: its labels {self.labels} are not the tools of catalog "
+                             f"{catalog.name!r} {list(catalog.names)}; train it on this catalog")
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | None = None) -> ToolClassifier:
+    def from_pretrained(cls, path: str | Path, device: str | None = None, catalog: Catalog | None = None
+                        ) -> ToolClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
         path = Path(path)
         settings_file = path / SETTINGS_FILE
@@ -99,21 +105,24 @@ class ToolClassifier:
         model = AutoModelForSequenceClassification.from_pretrained(path)
         if device:
             model.to(device)
-        return cls(model, AutoTokenizer.from_pretrained(path), settings["threshold"], settings["keep_top1"],
-                   settings.get("max_length", 64))
+        clf = cls(model, AutoTokenizer.from_pretrained(path), settings["threshold"], settings["keep_top1"],
+                  settings.get("max_length", 64))
+        if catalog is not None:
+            clf.check_catalog(catalog, str(path))
+        return clf
 
     def save_pretrained(self, path: str | Path, extra: dict | None = None) -> None:
         path = Path(path)
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
         old = json.loads((path / SETTINGS_FILE).read_text()) if (path / SETTINGS_FILE).is_file() else {}
-        settings = {**old, "labels": list(TOOL_NAMES), "threshold": self.threshold, "keep_top1": self.keep_top1,
+        settings = {**old, "labels": self.labels, "threshold": self.threshold, "keep_top1": self.keep_top1,
                     "max_length": self.max_length, **(extra or {})}
         (path / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
 
     @torch.inference_mode()
     def probabilities(self, queries: Sequence[str], batch_size: int = 64) -> torch.Tensor:
-        """(len(queries), 16) sigmoid scores."""
+        """(len(queries), len(labels)) sigmoid scores."""
         if any(not isinstance(q, str) or not q.strip() for q in queries):
             raise ValueError("every query must be a non-empty string")
         device = next(self.model.parameters()).device
@@ -122,25 +131,26 @@ class ToolClassifier:
             enc = self.tokenizer(list(queries[i:i + batch_size]), padding=True, truncation=True,
                                  max_length=self.max_length, return_tensors="pt").to(device)
             out.append(torch.sigmoid(self.model(**enc).logits.float()).cpu())
-        return torch.cat(out) if out else torch.empty(0, len(TOOL_NAMES))
+        return torch.cat(out) if out else torch.empty(0, len(self.labels))
 
     def select(self, probs: torch.Tensor) -> list[set[str]]:
         keep = probs > self.threshold
         if self.keep_top1 and len(probs):
             keep[torch.arange(len(probs)), probs.argmax(dim=1)] = True
-        return [{TOOL_NAMES[j] for j in row.nonzero().flatten().tolist()} for row in keep]
+        return [{self.labels[j] for j in row.nonzero().flatten().tolist()} for row in keep]
 
     def predict(self, queries: Sequence[str], batch_size: int = 64) -> list[set[str]]:
         return self.select(self.probabilities(queries, batch_size))
 
 
-def _multi_hot(tools: frozenset[str]) -> list[float]:
-    return [float(t in tools) for t in TOOL_NAMES]
+def _multi_hot(tools: frozenset[str], labels: Sequence[str]) -> list[float]:
+    return [float(t in tools) for t in labels]
 
 
 def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Path,
-                     on_log: Callable[[dict], None] | None = None) -> ToolClassifier:
-    """Fine-tune a backbone with class-weighted BCE through the HF Trainer; save to ``out``."""
+                     on_log: Callable[[dict], None] | None = None, catalog: Catalog = TINYAGENT) -> ToolClassifier:
+    """Fine-tune a backbone with class-weighted BCE through the HF Trainer, one label per tool of
+    ``catalog``; save to ``out``."""
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments, set_seed
     from transformers.trainer_callback import PrinterCallback
 
@@ -148,13 +158,14 @@ def train_classifier(train: list[Labelled], cfg: ClassifierConfig, out: str | Pa
     from tinyagent_ft.monitor import TrainingMonitor
     set_seed(cfg.seed)
     rows = train[:cfg.max_examples] if cfg.max_examples else train
-    model, tok = init_backbone(cfg.backbone)
+    labels = list(catalog.names)
+    model, tok = init_backbone(cfg.backbone, labels)
     if cfg.freeze_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     encoded = tok([r.query for r in rows], truncation=True, max_length=cfg.max_length)
-    dataset = [{"input_ids": ids, "attention_mask": mask, "labels": _multi_hot(r.tools)}
+    dataset = [{"input_ids": ids, "attention_mask": mask, "labels": _multi_hot(r.tools, labels)}
                for ids, mask, r in zip(encoded["input_ids"], encoded["attention_mask"], rows)]
-    pos_weight = torch.full((len(TOOL_NAMES),), cfg.pos_weight)
+    pos_weight = torch.full((len(labels),), cfg.pos_weight)
 
     def bce(outputs, labels, num_items_in_batch=None):
         logits = outputs.logits.float()
@@ -200,7 +211,7 @@ def evaluate_classifier(clf: ToolClassifier, pairs: Sequence[Labelled], batch_si
         clf.predict([q])
         single.append(time.perf_counter() - t)
     single.sort()
-    report = selection_metrics([p.tools for p in pairs], selected)
+    report = selection_metrics([p.tools for p in pairs], selected, clf.labels)
     report["latency_ms"] = {"batched_per_query": 1000 * batched / max(len(queries), 1),
                             "single_query_p50": 1000 * single[len(single) // 2] if single else 0.0}
     report["threshold"], report["keep_top1"] = clf.threshold, clf.keep_top1

@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from eval.dag import build_graph
 from eval.plan import parse_plan
-from tinyagent_ft.catalog import BY_NAME, JOIN, TOOLS
+from tinyagent_ft.catalog import JOIN, Catalog
 from tinyagent_ft.planner import PlanResult, plan_result
 
 from .schemas import MAX_QUERY_CHARS, ChatRequest, Dag, PlanRequest, PlanResponse, StepOut, ToolArg, ToolOut, Usage
@@ -45,8 +45,8 @@ def step_out(step) -> StepOut:
                    thought=step.thought)
 
 
-def plan_response(r: PlanResult, started: float) -> PlanResponse:
-    plan = parse_plan(r.text)
+def plan_response(r: PlanResult, started: float, catalog: Catalog) -> PlanResponse:
+    plan = parse_plan(r.text, catalog)
     g = build_graph(plan)
     return PlanResponse(plan_text=r.text, steps=[step_out(s) for s in plan.steps],
                         dag=Dag(nodes=[{"id": n, "tool": d["tool"]} for n, d in g.nodes(data=True)], edges=list(g.edges)),
@@ -120,14 +120,14 @@ class StepSplitter:
     """Feeds generated text pieces; returns each step as soon as its line is complete, so an executor
     can start independent calls before the plan is finished (as LLMCompiler does)."""
 
-    def __init__(self):
-        self.text, self.sent = "", 0
+    def __init__(self, catalog: Catalog):
+        self.text, self.sent, self.catalog = "", 0, catalog
 
     def feed(self, piece: str) -> list[StepOut]:
         self.text += piece
         if "\n" not in piece:
             return []
-        new = [s for s in parse_plan(self.text[:self.text.rfind("\n")]).steps if s.id > self.sent]
+        new = [s for s in parse_plan(self.text[:self.text.rfind("\n")], self.catalog).steps if s.id > self.sent]
         if new:
             self.sent = new[-1].id
         return [step_out(s) for s in new]
@@ -184,9 +184,22 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, grac
                 "index": planner.builder.index is not None}
 
     @app.get("/v1/tools", response_model=list[ToolOut])
-    async def tools() -> list[ToolOut]:
-        return [ToolOut(name=t.name, app=t.app, signature=t.signature, description=t.description,
-                        args=[ToolArg(name=a.name, type=a.type, nullable=a.nullable) for a in t.args]) for t in TOOLS]
+    async def tools():
+        """The loaded catalog's tools, in label order."""
+        planner, err = planner_or_503()
+        if err:
+            return err
+        return [ToolOut(name=t.name, app=t.group, signature=t.signature, description=t.description,
+                        args=[ToolArg(name=a.name, type=a.type, nullable=a.nullable, optional=a.optional, format=a.format,
+                                      enum=list(a.enum) or None) for a in t.args])
+                for t in planner.catalog.tools]
+
+    def unknown_tools(planner, names: list[str] | None, field: str) -> JSONResponse | None:
+        """A 422 naming the requested tools the loaded catalog lacks."""
+        unknown = [n for n in names or () if n not in planner.catalog]
+        if unknown:
+            return error(422, f"{field}: unknown tool(s) {', '.join(map(repr, unknown))}; GET /v1/tools lists them")
+        return None
 
     async def generate(planner, req: PlanRequest, started: float) -> PlanResponse | JSONResponse:
         """The plan, or a 504 when generation outlives the timeout."""
@@ -202,7 +215,7 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, grac
             return error(504, f"generation took longer than {timeout_s} s", "timeout")
         except ValueError as exc:  # e.g. a budget too small for any constrained plan
             return error(422, str(exc))
-        return plan_response(r, started)
+        return plan_response(r, started, planner.catalog)
 
     async def stream_plan(planner, req: PlanRequest, started: float) -> AsyncIterator[str]:
         async with lock:
@@ -210,13 +223,14 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, grac
                 lambda: planner.stream(req.query, tools=req.tools, max_new_tokens=req.max_new_tokens,
                                        temperature=req.temperature, num_examples=req.num_examples, max_time=timeout_s,
                                        constrain=req.constrain))
-            splitter = StepSplitter()
+            splitter = StepSplitter(planner.catalog)
             async for piece in iterate_in_threadpool(pieces):
                 for step in splitter.feed(piece):
                     yield sse("step", step.model_dump())
         tokens = len(planner.tokenizer(splitter.text)["input_ids"])
         final = plan_response(plan_result(splitter.text, shown, prompt_tokens, tokens, constraint is not None,
-                                          bool(constraint and constraint.forced_rows[0])), started)
+                                          bool(constraint and constraint.forced_rows[0]), planner.catalog),
+                              started, planner.catalog)
         for s in final.steps:
             if s.id > splitter.sent:
                 yield sse("step", s.model_dump())
@@ -228,6 +242,8 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, grac
         planner, err = planner_or_503()
         if err:
             return err
+        if bad := unknown_tools(planner, req.tools, "tools"):
+            return bad
         if req.stream:
             return StreamingResponse(stream_plan(planner, req, started), media_type="text/event-stream")
         return await generate(planner, req, started)
@@ -243,33 +259,36 @@ def create_app(load_planner: Callable[[], object], timeout_s: float = 60.0, grac
             return error(400, "messages: need a user message with non-empty content")
         if len(users[-1]) > MAX_QUERY_CHARS:
             return error(400, f"messages: the last user message is over {MAX_QUERY_CHARS} characters")
-        preq = PlanRequest(query=users[-1], tools=[t.function.name for t in req.tools] if req.tools else None,
+        names = [t.function.name for t in req.tools] if req.tools else None
+        if bad := unknown_tools(planner, names, "tools"):
+            return bad
+        preq = PlanRequest(query=users[-1], tools=names,
                            max_new_tokens=req.max_completion_tokens or req.max_tokens or 256,
                            temperature=req.temperature or 0.0, constrain=req.constrain)
         body = await generate(planner, preq, started)
         if isinstance(body, JSONResponse):
             return body
-        return completion(body, req.model or "tinyagent-ft-planner", req.stream)
+        return completion(body, req.model or "tinyagent-ft-planner", req.stream, planner.catalog)
 
     return app
 
 
-def tool_calls(body: PlanResponse) -> list[dict]:
+def tool_calls(body: PlanResponse, catalog: Catalog) -> list[dict]:
     """Plan steps as OpenAI tool calls; arguments are named after the catalog, ``$k`` references kept."""
     calls = []
     for s in body.steps:
-        if s.tool == JOIN or s.tool not in BY_NAME:
+        if s.tool == JOIN or s.tool not in catalog:
             continue
-        names = [a.name for a in BY_NAME[s.tool].args]
+        names = [a.name for a in catalog.get(s.tool).args]
         args = {names[i] if i < len(names) else f"arg{i}": v for i, v in enumerate(s.args)}
         calls.append({"id": f"call_{s.id}", "type": "function",
                       "function": {"name": s.tool, "arguments": json.dumps(args)}})
     return calls
 
 
-def completion(body: PlanResponse, model: str, stream: bool):
+def completion(body: PlanResponse, model: str, stream: bool, catalog: Catalog):
     cid, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
-    calls = tool_calls(body)
+    calls = tool_calls(body, catalog)
     finish = "tool_calls" if calls else "stop"
     usage = {"prompt_tokens": body.usage.prompt_tokens, "completion_tokens": body.usage.completion_tokens,
              "total_tokens": body.usage.prompt_tokens + body.usage.completion_tokens}
@@ -295,13 +314,14 @@ def completion(body: PlanResponse, model: str, stream: bool):
 
 
 def planner_app(model: str, device: str | None = None, classifier: str | None = None, index: str | None = None,
-                timeout_s: float = 60.0) -> FastAPI:
-    """The app for a planner folder or preset (what ``tinyagent-ft serve`` runs)."""
+                timeout_s: float = 60.0, catalog: Catalog | None = None) -> FastAPI:
+    """The app for a planner folder or preset (what ``tinyagent-ft serve`` runs); ``catalog`` defaults to
+    the folder's own."""
     from tinyagent_ft.constrain import PlanConstraint
     from tinyagent_ft.planner import Planner
 
     def load() -> Planner:
-        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index)
+        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, catalog=catalog)
         PlanConstraint.for_tokenizer(planner.tokenizer)  # the grammar engine's vocabulary, before the first request
         return planner
     return create_app(load, timeout_s)

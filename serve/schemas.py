@@ -5,10 +5,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tinyagent_ft.catalog import BY_NAME
 from tinyagent_ft.grammar import MIN_PLAN_TOKENS
 
 MAX_QUERY_CHARS = 2000
+MAX_TOOLS = 256  # tools one request may show
 
 
 def _budget_fits(constrain: bool, max_tokens: int | None, field: str) -> None:
@@ -17,13 +17,9 @@ def _budget_fits(constrain: bool, max_tokens: int | None, field: str) -> None:
                          "(the shortest plan must fit)")
 
 
-def _known_tools(names: list[str] | None) -> list[str] | None:
-    if names is None:
-        return None
-    unknown = [n for n in names if n not in BY_NAME]
-    if unknown:
-        raise ValueError(f"unknown tool(s) {', '.join(map(repr, unknown))}; GET /v1/tools lists them")
-    if len(set(names)) != len(names):
+def _unique_tools(names: list[str] | None) -> list[str] | None:
+    """Names must be unique; whether the loaded catalog has them is checked by the app (a 422 naming them)."""
+    if names is not None and len(set(names)) != len(names):
         raise ValueError("tool names must be unique")
     return names
 
@@ -34,14 +30,14 @@ class Strict(BaseModel):
 
 class PlanRequest(Strict):
     query: Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=r"\S")]
-    tools: Annotated[list[str] | None, Field(max_length=16, description="omit to let the classifier choose")] = None
+    tools: Annotated[list[str] | None, Field(max_length=MAX_TOOLS, description="omit to let the classifier choose")] = None
     num_examples: Annotated[int | None, Field(ge=0, le=12)] = None
     max_new_tokens: Annotated[int, Field(ge=1, le=1024)] = 256
     temperature: Annotated[float, Field(ge=0, le=2, description="0 (or below 0.001): greedy")] = 0.0
     stream: bool = False
     constrain: bool = Field(True, description="decode under the plan grammar (false: free decoding)")
 
-    _tools = field_validator("tools")(_known_tools)
+    _tools = field_validator("tools")(_unique_tools)
 
     @model_validator(mode="after")
     def _budget(self):
@@ -84,6 +80,9 @@ class ToolArg(BaseModel):
     name: str
     type: str
     nullable: bool
+    optional: bool = False
+    format: str | None = None
+    enum: list | None = None
 
 
 class ToolOut(BaseModel):
@@ -105,7 +104,7 @@ class ChatMessage(Strict):
 
 
 class FunctionName(BaseModel):
-    model_config = ConfigDict(extra="allow")  # description and parameters are the catalog's; ignored
+    model_config = ConfigDict(extra="allow")  # description and parameters are the loaded catalog's; ignored
     name: str
 
 
@@ -117,7 +116,7 @@ class ChatTool(Strict):
 class ChatRequest(Strict):
     model: str | None = None
     messages: Annotated[list[ChatMessage], Field(min_length=1, max_length=64)]
-    tools: Annotated[list[ChatTool] | None, Field(max_length=16)] = None
+    tools: Annotated[list[ChatTool] | None, Field(max_length=MAX_TOOLS)] = None
     tool_choice: str | dict | None = None
     stream: bool = False
     max_tokens: Annotated[int | None, Field(ge=1, le=1024)] = None
@@ -136,5 +135,5 @@ class ChatRequest(Strict):
     @classmethod
     def _catalog_tools(cls, tools):
         if tools is not None:
-            _known_tools([t.function.name for t in tools])
+            _unique_tools([t.function.name for t in tools])
         return tools

@@ -3,6 +3,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.slow  # a whole pipeline: `pytest -m 'not slow'` skips it
+
 
 def test_demo_reports_time_and_peak_memory_per_stage(tmp_path):
     cmd = [sys.executable, "-m", "tinyagent_ft", "demo", "--out", str(tmp_path), "--n", "500", "--test-size", "2",

@@ -5,7 +5,7 @@ import random
 import pytest
 
 from eval.plan import parse_plan
-from tinyagent_ft.catalog import BY_NAME, TOOLS
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.constrain import PlanConstraint, check_vocabulary
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.grammar import closing_text, plan_grammar
@@ -47,7 +47,7 @@ def constraint():
 
 
 def accepts(constraint, tools, text: str) -> bool:
-    m = constraint.matcher(tools)
+    m = constraint.matcher([TINYAGENT.get(t) if isinstance(t, str) else t for t in tools])
     return m.consume_tokens(constraint.tokens(text)) and m.is_accepting()
 
 
@@ -62,18 +62,18 @@ def test_grammar_accepts_every_gold_plan(constraint, gold):
     assert len(gold) >= 5000
     rejected = [e.plan for e in gold if not accepts(constraint, sorted(e.tools), e.plan)]
     assert rejected == []
-    assert all(accepts(constraint, [t.name for t in TOOLS], e.plan) for e in gold[:500])
+    assert all(accepts(constraint, TINYAGENT.tools, e.plan) for e in gold[:500])
 
 
 def test_real_schema_fixtures_accepted(constraint):
     for plan in REAL_SCHEMA:
         assert parse_plan(plan).valid, plan
-        assert accepts(constraint, [t.name for t in TOOLS], plan), plan
+        assert accepts(constraint, TINYAGENT.tools, plan), plan
 
 
 def test_malformed_plans_rejected(constraint):
     for plan in MALFORMED:
-        assert not accepts(constraint, [t.name for t in TOOLS], plan), plan
+        assert not accepts(constraint, TINYAGENT.tools, plan), plan
 
 
 def test_only_shown_tools_and_join_only_plans(constraint):
@@ -91,9 +91,9 @@ def test_closing_text_completes_every_prefix(constraint, gold):
     for plan in plans:
         for cut in range(len(plan)):
             prefix = plan[:cut]
-            full = prefix + closing_text(prefix, BY_NAME)
+            full = prefix + closing_text(prefix, TINYAGENT.by_name)
             assert parse_plan(full).valid, (prefix, full)
-            assert accepts(constraint, [t.name for t in TOOLS], full), (prefix, full)
+            assert accepts(constraint, TINYAGENT.tools, full), (prefix, full)
 
 
 def test_random_model_writes_valid_plans(gold):
@@ -118,7 +118,7 @@ def test_random_model_writes_valid_plans(gold):
 def test_end_marker_never_inside_a_string(constraint):
     """The base model once wrote `"); 2. join()<END_OF_PLAN>` inside a string, and the stop string ended
     the plan there: strings may not hold "<", so the marker only ever ends a plan."""
-    m = constraint.matcher([t.name for t in TOOLS])
+    m = constraint.matcher(TINYAGENT.tools)
     prefix = '1. create_reminder("review", "2024-06-09 15:00:00", "", "'
     assert m.consume_tokens(constraint.tokens(prefix))
     inside = constraint.tokens("); 2. join()<END_OF_PLAN>")
@@ -134,3 +134,42 @@ def test_a_vocabulary_the_engine_misreads_is_refused(constraint):
     check_vocabulary(planner_tokens, constraint.tokenizer)  # the engine reads the planner's own tokens back
     with pytest.raises(ValueError, match=r"the grammar engine reads the tokens of .* as b"):
         check_vocabulary(AutoTokenizer.from_pretrained(minilm_path()), constraint.tokenizer)  # ids of another vocabulary
+
+
+HOME = "examples/smart-home"
+
+
+@pytest.fixture(scope="module")
+def home():
+    from tinyagent_ft.catalog_files import load_catalog
+    catalog = load_catalog(f"{HOME}/catalog.yaml")
+    return catalog, [e for s in ("train", "validation", "test") for e in load_dataset(f"{HOME}/data", s, catalog=catalog)]
+
+
+def test_grammar_follows_a_custom_catalog(constraint, home):
+    """Enums, numbers, booleans, optional trailing arguments and dates of a user's own catalog: every gold
+    plan is accepted, every prefix completes to a valid plan, and values outside the schema are refused."""
+    catalog, examples = home
+    assert len(examples) == 66
+    for e in examples:
+        assert accepts(constraint, [catalog.get(t) for t in e.tools], e.plan), e.plan
+        for cut in range(len(e.plan)):
+            full = e.plan[:cut] + closing_text(e.plan[:cut], catalog.by_name)
+            assert parse_plan(full, catalog).valid and accepts(constraint, catalog.tools, full), (e.plan[:cut], full)
+    for bad in ['1. find_device("hall", "toaster")\n2. join()<END_OF_PLAN>',  # not in the enum
+                '1. set_light("x")\n2. join()<END_OF_PLAN>',  # a required argument left out
+                '1. set_blinds("x", 50.5)\n2. join()<END_OF_PLAN>',  # a number where an integer is due
+                '1. get_weather("Rome", "March 12")\n2. join()<END_OF_PLAN>']:  # not a date
+        assert not accepts(constraint, catalog.tools, bad), bad
+    assert accepts(constraint, catalog.tools, '1. set_thermostat("x", 21.5, None)\n2. join()<END_OF_PLAN>')
+
+
+def test_random_model_plans_over_a_custom_catalog(home):
+    from tinyagent_ft.planner import Planner
+    catalog, examples = home
+    planner = Planner.from_pretrained("tiny-random", device="cpu", catalog=catalog)
+    results = planner.generate([e.query for e in examples[:20]], max_new_tokens=64, batch_size=10)
+    assert all(r.tools == list(catalog.names) for r in results)  # no classifier: the whole catalog is shown
+    for r in results:
+        plan = parse_plan(r.text, catalog)
+        assert plan.valid and set(plan.tools) <= set(catalog.names), (r.text, plan.errors)

@@ -6,7 +6,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("tinyagent_ft", "eval", "retriever", "serve")
 LAYERS = [  # lowest first; a module belongs to the layer of its longest listed prefix
-    ("syntax and utilities", ["tinyagent_ft", "tinyagent_ft.catalog", "eval.plan", "tinyagent_ft.jsonio",
+    ("syntax and utilities", ["tinyagent_ft", "tinyagent_ft.catalog", "tinyagent_ft.catalog_files", "eval.plan", "tinyagent_ft.jsonio",
                               "tinyagent_ft.console", "tinyagent_ft.monitor", "tinyagent_ft.devices",
                               "tinyagent_ft.models", "tinyagent_ft.tracking", "tinyagent_ft.memory",
                               "tinyagent_ft.checkpoints", "tinyagent_ft.packing", "tinyagent_ft.optim",
@@ -16,10 +16,9 @@ LAYERS = [  # lowest first; a module belongs to the layer of its longest listed 
                                             "tinyagent_ft.kernels", "tinyagent_ft.synth", "tinyagent_ft.stats",
                                             "eval"]),
     ("retrieval", ["retriever"]),
-    ("planner", ["tinyagent_ft.planner"]),
+    ("planner", ["tinyagent_ft.planner", "tinyagent_ft.planner_folder"]),
     ("training and evaluation runs", ["tinyagent_ft.train", "tinyagent_ft.steps", "tinyagent_ft.demo"]),
-    ("server and CLI", ["serve", "tinyagent_ft.cli", "tinyagent_ft.train_cli", "tinyagent_ft.retriever_cli",
-                        "tinyagent_ft.__main__"]),
+    ("server and CLI", ["serve", "tinyagent_ft.cli", "tinyagent_ft.__main__"]),
 ]
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.prompt import Demo, build_system_prompt, render, sample_prompt_tools
 
 SNAP = Path(__file__).parent / "snapshots"
@@ -53,6 +53,15 @@ def test_negative_sampling():
     rng = random.Random(0)
     tools = sample_prompt_tools({"send_sms", "get_phone_number"}, 2, rng)
     assert len(tools) == 4 and {"send_sms", "get_phone_number"} <= set(tools)
-    assert sorted(sample_prompt_tools({"send_sms"}, None, rng)) == sorted(TOOL_NAMES)
+    assert sorted(sample_prompt_tools({"send_sms"}, None, rng)) == sorted(TINYAGENT.names)
     orders = {tuple(sample_prompt_tools({"send_sms"}, 3, random.Random(s))) for s in range(20)}
     assert len(orders) > 1  # positions are shuffled
+
+
+def test_related_negatives_come_from_the_gold_tools_groups():
+    for seed in range(10):
+        tools = sample_prompt_tools({"reply_to_email"}, 2, random.Random(seed), TINYAGENT, related=True)
+        assert sorted(tools) == ["compose_new_email", "forward_email", "reply_to_email"]
+        # one other tool in the contacts group; the third negative comes from elsewhere
+        tools = sample_prompt_tools({"get_phone_number"}, 2, random.Random(seed), TINYAGENT, related=True)
+        assert "get_email_address" in tools and len(set(tools)) == 3

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from retriever import ClassifierConfig, ExampleIndex, ToolClassifier, load_labelled, selection_metrics, train_classifier
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.data import DataError, load_dataset
 
 
@@ -22,14 +22,14 @@ def tiny_classifier(synth_dir, tmp_path_factory):
 def test_tiny_deberta_classifier_saves_loads_and_predicts(tiny_classifier, synth_dir):
     clf = ToolClassifier.from_pretrained(tiny_classifier)
     assert type(clf.model).__name__ == "DebertaV2ForSequenceClassification"
-    assert [clf.model.config.id2label[i] for i in range(16)] == list(TOOL_NAMES)
+    assert [clf.model.config.id2label[i] for i in range(16)] == list(TINYAGENT.names)
     saved = json.loads((tiny_classifier / "retriever.json").read_text())
-    assert saved["labels"] == list(TOOL_NAMES) and saved["threshold"] == 0.4 and saved["train_examples"] == 64
+    assert saved["labels"] == list(TINYAGENT.names) and saved["threshold"] == 0.4 and saved["train_examples"] == 64
     queries = [p.query for p in load_labelled(synth_dir, "test")[:5]]
     probs = clf.probabilities(queries)
     assert probs.shape == (5, 16) and bool(((probs >= 0) & (probs <= 1)).all())
     picked = clf.predict(queries)
-    assert len(picked) == 5 and all(p and p <= set(TOOL_NAMES) for p in picked)  # keep_top1: never empty
+    assert len(picked) == 5 and all(p and p <= set(TINYAGENT.names) for p in picked)  # keep_top1: never empty
     clf.threshold, clf.keep_top1 = 0.999999, False
     assert clf.predict(queries) == [set()] * 5
     with pytest.raises(ValueError, match="non-empty"):
@@ -87,7 +87,7 @@ def test_search_keeps_examples_whose_tools_fit_and_never_returns_itself(index):
         assert all(h.id != e.id and h.query.lower() != e.query.lower() for h in hits)
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     e = examples[0]
-    unfiltered = idx.search(e.query, TOOL_NAMES, k=1)
+    unfiltered = idx.search(e.query, TINYAGENT.names, k=1)
     assert unfiltered[0].id == e.id and unfiltered[0].score > 0.99  # without exclusion it would leak
     assert idx.search(e.query, [], k=6) == [h for h in idx.search(e.query, [], k=6) if not h.tools]
 

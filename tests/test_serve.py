@@ -1,16 +1,16 @@
 import json
-import socket
 import subprocess
 import sys
 import threading
 import time
 
 import pytest
+from conftest import serve_process
 from fastapi.testclient import TestClient
 
 from serve import create_app
 from serve.app import ApiKey, StepSplitter, plan_response, tool_calls
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.planner import Planner, PlanResult
 
 PLAN = '''1. get_email_address("Sid")
@@ -65,8 +65,9 @@ def test_failed_load_is_reported_not_fatal():
 
 def test_tools_lists_the_catalog(client):
     tools = client.get("/v1/tools").json()
-    assert [t["name"] for t in tools] == list(TOOL_NAMES)
-    assert tools[0]["args"] and {"name", "type", "nullable"} == set(tools[0]["args"][0])
+    assert [t["name"] for t in tools] == list(TINYAGENT.names)
+    assert tools[0]["args"] and {"name", "type", "nullable", "optional", "format", "enum"} == set(tools[0]["args"][0])
+    assert tools[0]["args"][1]["format"] == "datetime" and tools[0]["app"] == "calendar"
 
 
 def test_plan_happy_path(client):
@@ -82,7 +83,7 @@ def test_plan_happy_path(client):
     assert [n["id"] for n in out["dag"]["nodes"]] == [s["id"] for s in out["steps"]]
     assert {s["tool"] for s in out["steps"]} <= {"get_phone_number", "send_sms", "join"}
     r = client.post("/v1/plan", json={"query": "Text Bob", "max_new_tokens": 4, "constrain": False})
-    assert r.json()["selected_tools"] == list(TOOL_NAMES)  # no classifier: all tools
+    assert r.json()["selected_tools"] == list(TINYAGENT.names)  # no classifier: all tools
     assert not r.json()["constrained"] and not r.json()["valid"]  # free decoding of random weights
 
 
@@ -123,7 +124,7 @@ def test_garbage_and_oversized_bodies(client):
 
 
 def test_step_splitter_sends_each_step_once_its_line_is_complete():
-    splitter, got = StepSplitter(), []
+    splitter, got = StepSplitter(TINYAGENT), []
     pieces = [PLAN[i:i + 7] for i in range(0, len(PLAN), 7)]
     for n, piece in enumerate(pieces):
         for step in splitter.feed(piece):
@@ -148,10 +149,11 @@ def test_streaming_events_in_order(client):
 
 
 def test_plan_steps_become_openai_tool_calls():
-    body = plan_response(PlanResult(PLAN, ["get_email_address", "create_calendar_event"], 100, 40), time.perf_counter())
+    body = plan_response(PlanResult(PLAN, ["get_email_address", "create_calendar_event"], 100, 40), time.perf_counter(),
+                         TINYAGENT)
     assert body.valid and [s.dependencies for s in body.steps] == [[], [], [1, 2], []]
     assert body.dag.edges == [(1, 3), (2, 3)] and [n["tool"] for n in body.dag.nodes][-1] == "join"
-    calls = tool_calls(body)
+    calls = tool_calls(body, TINYAGENT)
     assert [c["function"]["name"] for c in calls] == ["get_email_address", "get_email_address", "create_calendar_event"]
     args = json.loads(calls[2]["function"]["arguments"])
     assert args["invitees"] == ["$1", "$2"] and args["title"] == "Sync" and args["calendar"] == ""
@@ -173,45 +175,12 @@ def test_chat_completions_in_process(client):
         assert 400 <= r.status_code < 500 and message in r.json()["error"]["message"], r.text
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def serve_tiny_random(env: dict | None = None):
-    """A real `tinyagent-ft serve` process on a free loopback port; yields its URL once /readyz is 200."""
-    import os
-
-    import httpx2 as httpx
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--port", str(port),
-                             "--device", "cpu"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, **(env or {})})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(url + "/readyz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None:
-                raise RuntimeError(proc.stdout.read())
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not become ready in 60 s")
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)
-
-
 @pytest.fixture(scope="module")
 def server():
-    yield from serve_tiny_random()
+    yield from serve_process("tiny-random")
 
 
+@pytest.mark.slow
 def test_real_uvicorn_process(server):
     import httpx2 as httpx
     r = httpx.post(server + "/v1/plan", json={"query": "Text Bob", "tools": ["send_sms"], "max_new_tokens": 24},
@@ -221,6 +190,7 @@ def test_real_uvicorn_process(server):
     assert httpx.get(server + "/healthz").json() == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_openai_client_library(server):
     from openai import OpenAI
     client = OpenAI(base_url=server + "/v1", api_key="unused")
@@ -233,6 +203,7 @@ def test_openai_client_library(server):
     assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason in ("tool_calls", "stop")
 
 
+@pytest.mark.slow
 def test_fuzz_openapi_schema_finds_no_server_error(server):
     """Valid and invalid bodies generated from the OpenAPI schema: nothing may come back 5xx."""
     import schemathesis
@@ -287,9 +258,10 @@ def test_api_key_guards_everything_but_health(planner):
 
 @pytest.fixture(scope="module")
 def keyed_server():
-    yield from serve_tiny_random({"TINYAGENT_FT_API_KEY": KEY})
+    yield from serve_process("tiny-random", env={"TINYAGENT_FT_API_KEY": KEY})
 
 
+@pytest.mark.slow
 def test_api_key_from_environment_on_a_real_server(keyed_server):
     import httpx2 as httpx
     from openai import AuthenticationError, OpenAI
@@ -305,6 +277,7 @@ def test_api_key_from_environment_on_a_real_server(keyed_server):
     assert resp.usage.prompt_tokens > 0
 
 
+@pytest.mark.slow
 def test_public_host_without_key_warns():
     """192.0.2.1 (TEST-NET) is not loopback and cannot be bound: the warning comes, then the bind fails."""
     proc = subprocess.Popen([sys.executable, "-m", "tinyagent_ft", "serve", "--model", "tiny-random", "--host", "192.0.2.1",

@@ -4,7 +4,7 @@ from datetime import datetime
 
 from eval.dag import plan_shape
 from eval.plan import parse_plan
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.synth import pools
 from tinyagent_ft.synth.generate import SPLIT_POOLS, Generator, Slots, SynthConfig, split_heldout
@@ -29,7 +29,7 @@ def test_large_sample_is_valid_and_covers_everything():
         tools.update(plan.tools)
         shapes.add(plan_shape(plan))
         sizes.add(len(plan.tools))
-    assert tools == set(TOOL_NAMES)
+    assert tools == set(TINYAGENT.names)
     assert shapes == {"empty", "single", "parallel", "chain", "dag"}
     assert sizes == set(range(0, 7))
 

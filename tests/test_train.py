@@ -27,6 +27,14 @@ def test_shipped_configs_validate(path):
     load_config(path)
 
 
+@pytest.mark.parametrize("path", sorted(CONFIGS[0].parent.glob("retriever/*.yaml")), ids=lambda p: p.name)
+def test_shipped_classifier_configs_validate(path):
+    from retriever import ClassifierConfig
+    assert load_config(path, [], ClassifierConfig).epochs > 0
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch'; valid keys: backbone, epochs"):
+        load_config(path, ["epoch=2"], ClassifierConfig)
+
+
 def test_unknown_key_lists_the_valid_ones(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text("optimizer:\n  name: adamw\n  lr_max: 1\n")
@@ -65,6 +73,7 @@ def test_dry_run_estimates_optimizer_state(tmp_path):
     assert "trainable parameters: 3,2" in res.stdout and "optimizer state (natural_galore)" in res.stdout
 
 
+@pytest.mark.slow
 def test_train_checkpoint_resume_save_reload_plan_score(synth_dir, tmp_path):
     out = tmp_path / "run"
     first = run_training(tiny(synth_dir, out, "training.max_steps=2", "training.eval_steps=2"), show_progress=False)
@@ -96,6 +105,7 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
     assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2, constrain=False)
 
 
+@pytest.mark.slow
 def test_layerwise_mode_steps_with_the_trainer_and_reports_to_tensorboard(synth_dir, tmp_path):
     # 3 micro-batches per epoch, 2 per step: the Trainer ends a step at each epoch's last micro-batch too
     cfg = tiny(synth_dir, tmp_path, "optimizer.layerwise=true", "training.max_steps=-1", "training.epochs=2",
@@ -140,6 +150,7 @@ def test_missing_tracker_is_one_line_before_training(args, message):
     assert res.returncode == 2 and res.stderr.count("\n") == 1 and message in res.stderr, res.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tinyagent_ft",
            "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), f"data.path={synth_dir}",
@@ -165,6 +176,7 @@ class Records(list):
         logging.getLogger("transformers").removeHandler(self.handler)
 
 
+@pytest.mark.slow
 def test_resume_skips_incomplete_checkpoints_and_keeps_them(synth_dir, tmp_path):
     out = tmp_path / "run"
     cfg = tiny(synth_dir, out, "data.max_train=16")  # checkpoints at steps 3 and 6

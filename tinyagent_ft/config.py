@@ -7,6 +7,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from .errors import InputError
 from .grammar import MIN_PLAN_TOKENS
 from .jsonio import decode
 from .tracking import check_trackers
@@ -34,11 +35,15 @@ class DataConfig(Section):
     val_holdout: int = Field(500, ge=1, description="validation examples taken from the end of train when val_split is None")
     max_train: int | None = Field(None, ge=1, description="use the first N training examples")
     max_length: int = Field(2048, ge=64, description="tokens per sample (prompt + plan)")
+    catalog: str | None = Field(None, description="tool catalog file (OpenAI function specs JSON or project YAML); "
+                                                  "None: TinyAgent's 16 tools")
 
 
 class PromptConfig(Section):
     tools: Literal["gold", "classifier", "all"] = "gold"  # training prompts: gold tools plus negatives
     negatives: int = Field(3, ge=0, le=15, description="irrelevant tools added to the gold tools in training")
+    negatives_from: Literal["any", "same_group"] = Field(
+        "any", description="same_group: negatives from the gold tools' groups first (the classifier's distractors)")
     num_examples: int = Field(3, ge=0, le=12, description="retrieved in-context examples per prompt")
     classifier: str | None = Field(None, description="tool classifier folder (retriever train)")
     index: str | None = Field(None, description="example index folder (retriever index)")
@@ -129,7 +134,7 @@ class TrainConfig(Section):
         return self
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config problem, worded as one line naming the file and key."""
 
 
@@ -166,8 +171,9 @@ def _yaml(text: str):
         raise ValueError("YAML nested too deeply to read") from None
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """Read YAML (optional), apply ``a.b=value`` overrides (values parsed as YAML), validate."""
+def load_config(path: str | Path | None = None, overrides: list[str] = (), model: type[BaseModel] = TrainConfig):
+    """Read YAML (optional), apply ``a.b=value`` overrides (values parsed as YAML), validate as ``model``
+    (the fine-tune's ``TrainConfig`` by default; the tool classifier's ``ClassifierConfig`` too)."""
     where = str(path) if path else "defaults"
     tree: dict = {}
     if path:
@@ -190,11 +196,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
             raise ConfigError(f"override {key}: {exc}") from None
         _set(tree, key.strip(), value)
     try:
-        return TrainConfig.model_validate(tree)
+        return model.model_validate(tree)
     except ValidationError as exc:
         err = exc.errors()[0]
         key = ".".join(map(str, err["loc"]))
         if err["type"] == "extra_forbidden":
-            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(_valid_keys())}") from None
+            raise ConfigError(f"{where}: unknown key {key!r}; valid keys: {', '.join(_valid_keys(model))}") from None
         more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
         raise ConfigError(f"{where}: {key}: {err['msg']} (got {err.get('input')!r}){more}") from None

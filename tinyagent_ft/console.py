@@ -12,11 +12,13 @@ from datetime import timedelta
 from rich.console import Console
 from rich.table import Table
 
+from .errors import InputError
+
 console = Console()
 LOG_INTERVAL_S = 30.0
 
 
-class UserError(ValueError):
+class UserError(InputError):
     """Bad input from the user: printed as one line, exit code 2."""
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .catalog import BY_NAME, Tool
+from .catalog import Tool
 from .grammar import GrammarLimits, closing_text, join_line, minimal_value, plan_grammar
 
 # Token classes llguidance can allow in one step where a string's body allows all of them (string
@@ -66,21 +66,21 @@ class PlanConstraint:
             _CACHE[tokenizer] = cls(tokenizer)
         return _CACHE[tokenizer]
 
-    def matcher(self, tools: Sequence[str]):
+    def matcher(self, tools: Sequence[Tool]):
         """A fresh matcher for plans over ``tools`` (compiled once per tool set, then copied)."""
-        key = tuple(sorted(set(tools)))
+        key = tuple(sorted(set(tools), key=lambda t: t.name))
         if key not in self._matchers:
-            grammar = self.llg.LLMatcher.grammar_from_lark(plan_grammar([BY_NAME[t] for t in key], self.limits))
+            grammar = self.llg.LLMatcher.grammar_from_lark(plan_grammar(key, self.limits))
             m = self.llg.LLMatcher(self.tokenizer, grammar, log_level=0)
             if m.is_error():
-                raise ValueError(f"plan grammar for {key}: {m.get_error()}")
+                raise ValueError(f"plan grammar for {[t.name for t in key]}: {m.get_error()}")
             self._matchers[key] = m
             if len(self._matchers) > self.cache_size:
                 self._matchers.popitem(last=False)
         self._matchers.move_to_end(key)
         return self._matchers[key].deep_copy()
 
-    def logits_processor(self, tools: Sequence[Sequence[str]], prompt_len: int, max_new_tokens: int) -> PlanLogitsProcessor:
+    def logits_processor(self, tools: Sequence[Sequence[Tool]], prompt_len: int, max_new_tokens: int) -> PlanLogitsProcessor:
         return PlanLogitsProcessor(self, tools, prompt_len, max_new_tokens)
 
     def tokens(self, text: str) -> list[int]:
@@ -91,18 +91,18 @@ class PlanConstraint:
 class PlanLogitsProcessor:
     """A transformers logits processor for one ``generate`` call (rows in batch order)."""
 
-    def __init__(self, constraint: PlanConstraint, tools: Sequence[Sequence[str]], prompt_len: int, max_new_tokens: int):
+    def __init__(self, constraint: PlanConstraint, tools: Sequence[Sequence[Tool]], prompt_len: int, max_new_tokens: int):
         from llguidance.torch import allocate_token_bitmask
         self.c, self.prompt_len, self.max_new_tokens = constraint, prompt_len, max_new_tokens
-        self.rows = [RowState(constraint.matcher(t), {n: BY_NAME[n] for n in t}) for t in tools]
+        self.rows = [RowState(constraint.matcher(t), {x.name: x for x in t}) for t in tools]
         vocab = constraint.tokenizer.vocab_size
         self.bitmask = allocate_token_bitmask(len(self.rows), vocab)
         self.seconds = 0.0  # spent in this processor: masks, budget checks, forcing
         self.ending_failures = 0  # endings the grammar refused: a bug if ever non-zero (in the planner's stats)
         # The longest ending any state can need, in tokens, plus the most one token can add to it:
         # outside this many remaining tokens no row needs checking.
-        calls = [f"{t.name}(" + ", ".join(minimal_value(a) for a in t.args) + ")\n" for t in BY_NAME.values()
-                 if any(t.name in r.tools for r in self.rows)] or [""]
+        shown = {t.name: t for r in self.rows for t in r.tools.values()}
+        calls = [f"{t.name}(" + ", ".join(minimal_value(a) for a in t.args) + ")\n" for t in shown.values()] or [""]
         longest = max(len(constraint.tokens(c)) for c in calls)
         self.watch = 2 * longest + 2 * len(constraint.tokens(join_line(constraint.limits.max_steps))) + 8
         if max_new_tokens < len(constraint.tokens(join_line(1))):

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from eval.plan import ARGUMENT_ERRORS, parse_plan
 
+from .catalog import TINYAGENT, Catalog
+from .errors import InputError
 from .jsonio import BadFile, BadLine, jsonl, read_json
 
 log = logging.getLogger(__name__)
@@ -29,7 +31,7 @@ HUB_FILES = {"train": "training_data.json", "test": "testing_data.json"}
 _TODAY = re.compile(r"Today's date is \w+ (\d{4}-\d{2}-\d{2} \d{2}:\d{2})")
 
 
-class DataError(ValueError):
+class DataError(InputError):
     """A data problem, worded as one line that names the file, record and field."""
 
 
@@ -83,19 +85,20 @@ class _Skip(Exception):
         self.field, self.reason = field, reason
 
 
-def make_example(rid: str, query, plan, prompt: str | None = None, today: datetime | None = None) -> Example:
+def make_example(rid: str, query, plan, prompt: str | None = None, today: datetime | None = None,
+                 catalog: Catalog = TINYAGENT) -> Example:
     if not isinstance(query, str) or not query.strip():
         raise _Skip("input", "query is missing or empty")
     if not isinstance(plan, str) or not plan.strip():
         raise _Skip("raw_output", "plan is missing or empty")
-    parsed = parse_plan(plan)
+    parsed = parse_plan(plan, catalog)
     if not parsed.parses:  # argument count/type problems are kept: TinyAgent's metric scores their structure
         raise _Skip("raw_output", f"plan is invalid ({next(e.code for e in parsed.errors if e.code not in ARGUMENT_ERRORS)})")
     return Example(str(rid), query.strip(), plan.strip(), frozenset(parsed.tools), prompt,
                    today or parse_today(prompt))
 
 
-def _from_tinyagent(rid: str, rec) -> Example:
+def _from_tinyagent(rid: str, rec, catalog: Catalog) -> Example:
     if not isinstance(rec, dict):
         raise _Skip("record", "record is not an object")
     outputs = rec.get("output")
@@ -112,16 +115,17 @@ def _from_tinyagent(rid: str, rec) -> Example:
             prompt = next(m["content"] for m in messages if m.get("role") == "system")
         except (ValueError, SyntaxError, TypeError, AttributeError, KeyError, StopIteration, MemoryError, RecursionError):
             raise _Skip("raw_input", "raw_input is not a Python literal list of chat messages") from None
-    return make_example(rid, rec.get("input"), plan_rec.get("raw_output"), prompt)
+    return make_example(rid, rec.get("input"), plan_rec.get("raw_output"), prompt, catalog=catalog)
 
 
-def _from_jsonl_obj(rec) -> Example:
+def _from_jsonl_obj(rec, catalog: Catalog) -> Example:
     if not isinstance(rec, dict):
         raise _Skip("record", "line is not a JSON object")
     rid = rec.get("id")
     if rid is None:
         raise _Skip("id", "id is missing")
-    return make_example(rid, rec.get("query"), rec.get("plan"), rec.get("prompt"), parse_today(rec.get("today")))
+    return make_example(rid, rec.get("query"), rec.get("plan"), rec.get("prompt"), parse_today(rec.get("today")),
+                        catalog)
 
 
 def _records(path: Path) -> Iterator[tuple[str, object, str]]:
@@ -140,7 +144,8 @@ def _records(path: Path) -> Iterator[tuple[str, object, str]]:
         yield rid, rec, f"record {rid}"
 
 
-def load_file(path: str | Path, strict: bool = False) -> LoadedData:
+def load_file(path: str | Path, strict: bool = False, catalog: Catalog = TINYAGENT) -> LoadedData:
+    """Examples whose plans parse against ``catalog``; others are skipped and counted (an error if ``strict``)."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -149,7 +154,8 @@ def load_file(path: str | Path, strict: bool = False) -> LoadedData:
         try:
             if isinstance(rec, _Skip):
                 raise rec
-            out.examples.append(_from_jsonl_obj(rec) if path.suffix == ".jsonl" else _from_tinyagent(rid, rec))
+            out.examples.append(_from_jsonl_obj(rec, catalog) if path.suffix == ".jsonl"
+                                else _from_tinyagent(rid, rec, catalog))
         except _Skip as skip:
             if strict:
                 raise DataError(f"{path}: {where}, field {skip.field!r}: {skip.reason}") from None
@@ -185,5 +191,6 @@ def resolve(source: str | Path, split: str | None = None) -> Path:
                         f"({type(exc).__name__})") from None
 
 
-def load_dataset(source: str | Path, split: str | None = None, strict: bool = False) -> LoadedData:
-    return load_file(resolve(source, split), strict=strict)
+def load_dataset(source: str | Path, split: str | None = None, strict: bool = False,
+                 catalog: Catalog = TINYAGENT) -> LoadedData:
+    return load_file(resolve(source, split), strict, catalog)

@@ -7,8 +7,10 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import InputError
 
-class BadFile(ValueError):
+
+class BadFile(InputError):
     """A file that cannot be read as the format it should have: one line naming the file (and line)."""
 
 

@@ -1,9 +1,8 @@
 """Inference: a fine-tuned (or base) causal LM that writes LLMCompiler plans for queries.
 
-A model folder written by ``tinyagent-ft train`` carries ``planner.json`` (prompt settings) and, when
-training used them, ``tool_classifier/`` and ``example_index/``: the planner rebuilds prompts exactly
-as training did. A preset name or plain checkpoint gets default settings, all 16 tools and no examples
-unless a classifier and index are passed.
+``Planner.from_pretrained`` reads a planner folder (``planner_folder``) and rebuilds prompts exactly as
+training did; a preset name or plain checkpoint gets default settings, TinyAgent's tools (or the catalog
+passed), all of them shown, and no examples unless a classifier and index are passed.
 """
 from __future__ import annotations
 
@@ -19,13 +18,13 @@ import torch
 
 from eval.plan import END_OF_PLAN
 
+from .catalog import Catalog
 from .devices import pick_device, pick_dtype
-from .jsonio import read_json
-from .prompt import PromptBuilder, PromptSettings, render, sample_prompt_tools
+from .memory import generation_heap
+from .planner_folder import folder_retrievers, read_prompt_settings
+from .prompt import PromptBuilder, render, sample_prompt_tools
 from .samples import prompt_ids
 
-SETTINGS_FILE = "planner.json"
-CLASSIFIER_DIR, INDEX_DIR = "tool_classifier", "example_index"
 MIN_TEMPERATURE = 1e-3  # below this sampling overflows (logits / T); treated as greedy
 
 
@@ -45,20 +44,20 @@ def cut_plan(text: str) -> str:
 
 
 def plan_result(text: str, tools: list[str], prompt_tokens: int, completion_tokens: int, constrained: bool,
-                forced: bool) -> PlanResult:
+                forced: bool, catalog: Catalog) -> PlanResult:
     """The generated text as a result; a constrained plan cut short (``max_time``) gets the grammar's
     shortest ending, so a constrained plan is always whole."""
     text = cut_plan(text)
     if constrained and END_OF_PLAN not in text:
-        from .catalog import BY_NAME
         from .grammar import closing_text
-        text, forced = text + closing_text(text, {t: BY_NAME[t] for t in tools}), True
+        text, forced = text + closing_text(text, {t: catalog.get(t) for t in tools}), True
     return PlanResult(text.strip(), tools, prompt_tokens, completion_tokens, constrained, forced)
 
 
 class Planner:
     def __init__(self, model, tokenizer, builder: PromptBuilder):
         self.model, self.tokenizer, self.builder = model.eval(), tokenizer, builder
+        self.catalog = builder.catalog
         if tokenizer.pad_token_id is None:
             tokenizer.pad_token = tokenizer.eos_token
         self.oracle_negatives: int | None = None
@@ -71,38 +70,38 @@ class Planner:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | None = None, dtype: str = "auto",
                         classifier: str | Path | None = None, index: str | Path | None = None,
-                        num_examples: int | None = None) -> Planner:
+                        num_examples: int | None = None, catalog: Catalog | None = None) -> Planner:
+        """``catalog``: the tools to plan with; default the folder's own, else TinyAgent's."""
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         from retriever import ExampleIndex, ToolClassifier
 
+        from .catalog_files import folder_catalog
         from .models import resolve_model
         path = Path(resolve_model(str(name_or_path)))
-        settings = PromptSettings()
-        if (path / SETTINGS_FILE).is_file():
-            settings = PromptSettings.model_validate(read_json(path / SETTINGS_FILE)["prompt"])
+        catalog = catalog or folder_catalog(path)
+        settings = read_prompt_settings(path)
         if num_examples is not None:
             settings.num_examples = num_examples
-        classifier = classifier or (path / CLASSIFIER_DIR if (path / CLASSIFIER_DIR).is_dir() else None)
-        index = index or (path / INDEX_DIR if (path / INDEX_DIR).is_dir() else None)
+        own_classifier, own_index = folder_retrievers(path)
+        classifier, index = classifier or own_classifier, index or own_index
         device = pick_device(device)
         model = AutoModelForCausalLM.from_pretrained(str(path), dtype=pick_dtype(dtype, device)).to(device)
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        builder = PromptBuilder(settings, ToolClassifier.from_pretrained(classifier) if classifier else None,
-                                ExampleIndex.load(index) if index else None)
+        builder = PromptBuilder(settings, ToolClassifier.from_pretrained(classifier, catalog=catalog) if classifier else None,
+                                ExampleIndex.load(index) if index else None, catalog)
         return cls(model, tokenizer, builder)
 
     def prompts(self, queries: Sequence[str], dates: Sequence[datetime | None] | None = None,
                 tools: Sequence[Sequence[str] | None] | None = None, num_examples: int | None = None
                 ) -> tuple[list[str], list[list[str]]]:
         """Model texts and the tool list each shows (catalog order when chosen here)."""
-        from .catalog import TOOL_NAMES
         tools = list(tools) if tools is not None else [None] * len(queries)
         todo = [i for i, t in enumerate(tools) if t is None]
         if todo:
             picked = self.builder.select_tools([queries[i] for i in todo])
             for i, p in zip(todo, picked):
-                tools[i] = [t for t in TOOL_NAMES if t in p]
+                tools[i] = [t for t in self.catalog.names if t in p]
         now = datetime.now().replace(second=0, microsecond=0)
         days = [d or now for d in (dates or [None] * len(queries))]
         systems = self.builder.systems(queries, tools, days, num_examples=num_examples)
@@ -133,7 +132,8 @@ class Planner:
         if not (self.constrain if constrain is None else constrain):
             return None
         from .constrain import PlanConstraint
-        return PlanConstraint.for_tokenizer(self.tokenizer).logits_processor(tools, enc["input_ids"].shape[1],
+        shown = [[self.catalog.get(t) for t in row] for row in tools]
+        return PlanConstraint.for_tokenizer(self.tokenizer).logits_processor(shown, enc["input_ids"].shape[1],
                                                                              max_new_tokens)
 
     @torch.inference_mode()
@@ -145,6 +145,11 @@ class Planner:
         under the plan grammar unless ``constrain`` (default ``self.constrain``) is False.
         ``max_time`` (seconds per batch) bounds generation for servers."""
         texts, shown = self.prompts(queries, dates, tools, num_examples)
+        with generation_heap():
+            return self._generate(texts, shown, max_new_tokens, batch_size, temperature, max_time, constrain)
+
+    def _generate(self, texts: list[str], shown: list[list[str]], max_new_tokens: int, batch_size: int,
+                  temperature: float, max_time: float | None, constrain: bool | None) -> list[PlanResult]:
         results = []
         start = time.perf_counter()
         for i in range(0, len(texts), batch_size):
@@ -159,7 +164,8 @@ class Planner:
             for row, mask, tools_shown, f in zip(new, enc["attention_mask"], shown[i:i + batch_size], forced):
                 n_new = int((row != self.tokenizer.pad_token_id).sum())
                 text = self.tokenizer.decode(row, skip_special_tokens=True)
-                results.append(plan_result(text, tools_shown, int(mask.sum()), n_new, constraint is not None, f))
+                results.append(plan_result(text, tools_shown, int(mask.sum()), n_new, constraint is not None, f,
+                                           self.catalog))
         self._account(results, time.perf_counter() - start)
         return results
 
@@ -177,7 +183,7 @@ class Planner:
         show the gold tools plus that many random others (tool selection's upper bound, as in validation)."""
         tools = None
         if self.oracle_negatives is not None and gold_tools is not None:
-            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng) for g in gold_tools]
+            tools = [sample_prompt_tools(g, self.oracle_negatives, self._rng, self.catalog) for g in gold_tools]
         return [r.text for r in self.generate(queries, dates, tools, self.max_new_tokens, batch_size=len(queries))]
 
     def stream(self, query: str, date: datetime | None = None, tools: Sequence[str] | None = None,
@@ -198,7 +204,8 @@ class Planner:
         @torch.inference_mode()
         def work() -> None:
             try:
-                self.model.generate(**kwargs)
+                with generation_heap():
+                    self.model.generate(**kwargs)
             except Exception:  # noqa: BLE001 - the consumer sees a truncated plan, never a hang
                 streamer.end()
                 raise

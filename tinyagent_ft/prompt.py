@@ -8,7 +8,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .catalog import BY_NAME, JOIN_DESCRIPTION, TOOL_NAMES, rules_for
+from .catalog import TINYAGENT, Catalog
 
 HEADER = ("Given a user query, create a plan to solve it with the utmost parallelizability. "
           "Each plan should comprise an action from the following {n} types:\n")
@@ -27,13 +27,7 @@ GUIDELINES = """Guidelines:
  - Never add comments starting with # to the plan."""
 
 CUSTOM = """Custom instructions:
- 1. Today's date is {today}.
- 2. If no duration is given for a meeting, make it 60 minutes long.
- 3. Do not use named arguments; pass every argument positionally.
- 4. Fill every argument of an action; use an empty string, empty list or the default when a value does not apply.
- 5. Write dates and times in ISO format, 'YYYY-MM-DD HH:MM:SS'.
- 6. To use the output of an earlier action, write $ followed by its index, for example "$1".
- 7. Call join only once, at the very end of the plan."""
+ 1. Today's date is {today}."""  # then the catalog's instructions, then its rules for the tools shown
 
 EXAMPLES_HEADER = "Here are some examples:\n"
 ALPACA = "### Instruction:\n{system}\n\n### Input:\n{user}\n\n### Response:\n"
@@ -51,23 +45,23 @@ def format_today(today: datetime) -> str:
 
 
 def build_system_prompt(tools: Sequence[str], examples: Iterable[Demo], today: datetime,
-                        guidelines: bool = True) -> str:
-    """The planner system prompt for the given tools (in this order), examples and date.
+                        guidelines: bool = True, catalog: Catalog = TINYAGENT) -> str:
+    """The planner system prompt for the given tools of ``catalog`` (in this order), examples and date.
 
     ``guidelines=False`` drops the generic guideline block (~270 tokens): a shorter prompt for
     CPU-budget fine-tunes, where the model learns the rules from the data instead."""
     for name in tools:
-        if name not in BY_NAME:
+        if name not in catalog:
             raise ValueError(f"unknown tool {name!r} in prompt tools")
     n = len(tools)
     parts = [HEADER.format(n=n + 1)]
-    parts += [f"{i}. {BY_NAME[name].description}\n\n" for i, name in enumerate(tools, 1)]
-    parts.append(f"{n + 1}. {JOIN_DESCRIPTION}\n\n")
+    parts += [f"{i}. {catalog.get(name).description}\n\n" for i, name in enumerate(tools, 1)]
+    parts.append(f"{n + 1}. {catalog.join_description}\n\n")
     if guidelines:
         parts.append(GUIDELINES + "\n\n")
     custom = CUSTOM.format(today=format_today(today))
-    rules = rules_for(set(tools))
-    custom += "".join(f"\n {i}. {rule}" for i, rule in enumerate(rules, 8))
+    lines = [*catalog.instructions, *catalog.rules_for(tools)]
+    custom += "".join(f"\n {i}. {line}" for i, line in enumerate(lines, 2))
     parts.append(custom + "\n\n")
     examples = list(examples)
     if examples:
@@ -80,12 +74,22 @@ def user_message(query: str) -> str:
     return f"Question: {query}"
 
 
-def sample_prompt_tools(gold: Iterable[str], n_negatives: int | None, rng: random.Random) -> list[str]:
-    """Gold tools plus ``n_negatives`` irrelevant tools (None = all 16), in shuffled order."""
+def sample_prompt_tools(gold: Iterable[str], n_negatives: int | None, rng: random.Random,
+                        catalog: Catalog = TINYAGENT, related: bool = False) -> list[str]:
+    """Gold tools plus ``n_negatives`` irrelevant tools of ``catalog`` (None = all), in shuffled order.
+    ``related``: negatives come first from the gold tools' groups (reply_to_email beside forward_email),
+    the distractors a tool classifier also shows, so the model learns to tell them apart."""
     gold = sorted(set(gold))
-    others = [t for t in TOOL_NAMES if t not in gold]
+    others = [t for t in catalog.names if t not in gold]
     k = len(others) if n_negatives is None else min(n_negatives, len(others))
-    tools = gold + rng.sample(others, k)
+    if related:
+        groups = {catalog.get(t).group for t in gold if t in catalog}
+        near = [t for t in others if catalog.get(t).group in groups]
+        far = [t for t in others if t not in near]
+        chosen = rng.sample(near, min(k, len(near)))
+        tools = gold + chosen + rng.sample(far, k - len(chosen))
+    else:
+        tools = gold + rng.sample(others, k)
     rng.shuffle(tools)
     return tools
 
@@ -112,16 +116,16 @@ class PromptSettings(BaseModel):
 class PromptBuilder:
     """Builds planner prompts the same way for training, evaluation and serving.
 
-    Tools: given per query, else the classifier's choice, else all 16. Examples: the index's most
-    similar solved queries whose tools fit (none without an index)."""
+    Tools: given per query, else the classifier's choice, else the whole catalog. Examples: the index's
+    most similar solved queries whose tools fit (none without an index)."""
 
-    def __init__(self, settings: PromptSettings, classifier=None, index=None):
-        self.settings, self.classifier, self.index = settings, classifier, index
+    def __init__(self, settings: PromptSettings, classifier=None, index=None, catalog: Catalog = TINYAGENT):
+        self.settings, self.classifier, self.index, self.catalog = settings, classifier, index, catalog
 
     def select_tools(self, queries: Sequence[str]) -> list[set[str]]:
         if self.classifier is not None:
             return self.classifier.predict(list(queries))
-        return [set(TOOL_NAMES) for _ in queries]
+        return [set(self.catalog.names) for _ in queries]
 
     def systems(self, queries: Sequence[str], tools: Sequence[Iterable[str]], dates: Sequence[datetime],
                 exclude_ids: Sequence[str | None] | None = None, num_examples: int | None = None) -> list[str]:
@@ -131,4 +135,5 @@ class PromptBuilder:
         k = self.settings.num_examples if num_examples is None else num_examples
         demos = (self.index.search_batch(list(queries), tools, k, exclude_ids) if self.index is not None and k
                  else [[] for _ in queries])
-        return [build_system_prompt(t, d, day, self.settings.guidelines) for t, d, day in zip(tools, demos, dates)]
+        return [build_system_prompt(t, d, day, self.settings.guidelines, self.catalog)
+                for t, d, day in zip(tools, demos, dates)]

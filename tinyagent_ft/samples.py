@@ -32,15 +32,17 @@ def prompt_ids(tokenizer, text: str) -> list[int]:
 
 
 def training_tools(examples: Sequence[Example], mode: str, negatives: int, builder: PromptBuilder,
-                   rng: random.Random) -> list[list[str]]:
-    """Prompt tools per example: gold plus sampled negatives, the classifier's choice (gold always kept),
-    or all 16; shuffled so position carries no signal."""
+                   rng: random.Random, related: bool = False) -> list[list[str]]:
+    """Prompt tools per example: gold plus sampled negatives (from the gold tools' groups first when
+    ``related``), the classifier's choice (gold always kept), or the whole catalog; shuffled so position
+    carries no signal."""
+    catalog = builder.catalog
     if mode == "gold":
-        return [sample_prompt_tools(e.tools, negatives, rng) for e in examples]
+        return [sample_prompt_tools(e.tools, negatives, rng, catalog, related) for e in examples]
     if mode == "all":
-        return [sample_prompt_tools(e.tools, None, rng) for e in examples]
+        return [sample_prompt_tools(e.tools, None, rng, catalog) for e in examples]
     chosen = builder.select_tools([e.query for e in examples])
-    return [sample_prompt_tools(e.tools | c, 0, rng) for e, c in zip(examples, chosen)]
+    return [sample_prompt_tools(e.tools | c, 0, rng, catalog) for e, c in zip(examples, chosen)]
 
 
 def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder, tools: Sequence[Sequence[str]],

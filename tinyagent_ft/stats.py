@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 
 from eval.dag import plan_shape
 from eval.plan import parse_plan
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT, Catalog
 
 from .data import Example
 
@@ -18,15 +18,16 @@ def percentiles(values: Sequence[float], qs=(50, 90, 99, 100)) -> dict[str, floa
     return {f"p{q}": float(ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]) for q in qs}
 
 
-def dataset_stats(examples: Sequence[Example], count_tokens: Callable[[str], int] | None = None) -> dict:
+def dataset_stats(examples: Sequence[Example], count_tokens: Callable[[str], int] | None = None,
+                  catalog: Catalog = TINYAGENT) -> dict:
     by_tool, by_calls, by_shape = Counter(), Counter(), Counter()
     for e in examples:
-        plan = parse_plan(e.plan)
+        plan = parse_plan(e.plan, catalog)
         by_tool.update(plan.tools)
         by_calls[len(plan.tools)] += 1
         by_shape[plan_shape(plan)] += 1
     stats = {"examples": len(examples),
-             "by_tool": {t: by_tool[t] for t in TOOL_NAMES},
+             "by_tool": {t: by_tool[t] for t in catalog.names},
              "by_calls": dict(sorted(by_calls.items())),
              "by_shape": dict(by_shape.most_common())}
     if count_tokens:

@@ -6,24 +6,30 @@ import json
 import math
 import os
 import random
-import shutil
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+from transformers import Trainer
 
+from eval.report import score
+
+from .catalog import Catalog
+from .catalog_files import load_catalog
 from .checkpoints import AtomicCheckpoints, TiedWeights, latest_complete
 from .config import ConfigError, TrainConfig
 from .console import progress_bar
-from .monitor import TrainingMonitor
 from .data import load_dataset
-from .memory import PlanOnlyLoss
-from .optim import LayerwiseOptimizer
 from .devices import bf16_supported, pick_device, pick_dtype
-from .planner import CLASSIFIER_DIR, INDEX_DIR, SETTINGS_FILE, Planner
-from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
+from .memory import PlanOnlyLoss
+from .monitor import TrainingMonitor
+from .optim import LayerwiseOptimizer
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
+from .planner import Planner
+from .planner_folder import save_planner_folder
+from .prompt import PromptBuilder, PromptSettings, sample_prompt_tools
 from .samples import build_samples, training_tools
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -118,23 +124,24 @@ def build_optimizer(model, cfg: TrainConfig):
     return opt
 
 
-def load_retrievers(cfg: TrainConfig):
+def load_retrievers(cfg: TrainConfig, catalog: Catalog):
     from retriever import ExampleIndex, ToolClassifier
     p = cfg.prompt
     try:
-        clf = ToolClassifier.from_pretrained(p.classifier) if p.classifier else None
+        clf = ToolClassifier.from_pretrained(p.classifier, catalog=catalog) if p.classifier else None
         index = ExampleIndex.load(p.index) if p.index else None
-    except (FileNotFoundError, OSError) as exc:
+    except (FileNotFoundError, OSError, ValueError) as exc:
         raise ConfigError(f"prompt.classifier/prompt.index: {exc}") from None
     return clf, index
 
 
-def validation_tools(examples, builder: PromptBuilder, negatives: int, seed: int) -> list[list[str] | None]:
+def validation_tools(examples, builder: PromptBuilder, negatives: int, seed: int, related: bool = False
+                     ) -> list[list[str] | None]:
     """With a classifier, validation sees its choice (as at test time); without one, gold + negatives."""
     if builder.classifier is not None:
         return [None] * len(examples)
     rng = random.Random(seed)
-    return [sample_prompt_tools(e.tools, negatives, rng) for e in examples]
+    return [sample_prompt_tools(e.tools, negatives, rng, builder.catalog, related) for e in examples]
 
 
 def plot_loss(metrics_file: Path, out: Path) -> None:
@@ -159,32 +166,130 @@ def plot_loss(metrics_file: Path, out: Path) -> None:
     plt.close(fig)
 
 
-def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, out: Path, extra: dict) -> None:
-    """A folder ``Planner.from_pretrained`` loads: weights, tokenizer, prompt settings, retrievers."""
+def save_planner(model, tokenizer, cfg: TrainConfig, settings: PromptSettings, catalog: Catalog, out: Path,
+                 extra: dict) -> None:
+    """The planner folder (``planner_folder``), LoRA adapters merged into the weights first."""
     if cfg.optimizer.name == "lora":
         model = model.merge_and_unload()
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    (out / SETTINGS_FILE).write_text(json.dumps({"prompt": settings.model_dump(), "base_model": cfg.model.name,
-                                                 "optimizer": cfg.optimizer.name, **extra}, indent=2))
-    for src, name in ((cfg.prompt.classifier, CLASSIFIER_DIR), (cfg.prompt.index, INDEX_DIR)):
-        if src:
-            shutil.copytree(src, out / name, dirs_exist_ok=True)
+    save_planner_folder(model, tokenizer, settings, catalog, out,
+                        {"base_model": cfg.model.name, "optimizer": cfg.optimizer.name, **extra},
+                        cfg.prompt.classifier, cfg.prompt.index)
+
+
+@dataclass
+class Validation:
+    """What the trainer's evaluation plans: validation queries (ordered by prompt length, so generation
+    batches carry little left padding), the tools each shows, and how to decode."""
+    tokenizer: object
+    builder: PromptBuilder
+    examples: list
+    tools: list
+    max_new_tokens: int
+    batch_size: int
+    constrain: bool
+    seconds: float = 0.0
+    runs: int = 0
+
+    def __post_init__(self):
+        order = sorted(range(len(self.examples)), key=lambda i: (len(self.tools[i] or ()), len(self.examples[i].query)))
+        self.examples, self.tools = [self.examples[i] for i in order], [self.tools[i] for i in order]
+
+
+class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
+    """The HF Trainer for planners: loss on plan tokens only, atomic checkpoints, tied weights kept tied,
+    evaluation that plans the validation queries and scores them (``eval_success_rate`` picks the best
+    checkpoint), and the layer-wise optimizer's own gradient norm in the logs."""
+
+    def __init__(self, *args, validation: Validation, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.validation = validation
+        optimizer = (kwargs.get("optimizers") or (None,))[0]
+        self.layerwise = optimizer if isinstance(optimizer, LayerwiseOptimizer) else None
+        if self.layerwise is not None:  # the Trainer also ends a step at an epoch's last micro-batch
+            self.layerwise.ends_step = lambda: self.accelerator.sync_gradients
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
+        v, model = self.validation, self.model
+        was_training = model.training
+        start = time.perf_counter()
+        results = Planner(model, v.tokenizer, v.builder).generate(
+            [e.query for e in v.examples], [e.date for e in v.examples], v.tools, v.max_new_tokens, v.batch_size,
+            constrain=v.constrain)
+        model.train(was_training)
+        report = score(v.examples, {e.id: r.text for e, r in zip(v.examples, results)}, catalog=v.builder.catalog)
+        metrics = {f"{metric_key_prefix}_{k}": report["metrics"][k]
+                   for k in ("success_rate", "success_rate_strict", "parse_rate", "tool_f1_micro", "edge_f1")}
+        seconds = time.perf_counter() - start
+        v.seconds, v.runs = v.seconds + seconds, v.runs + 1
+        metrics[f"{metric_key_prefix}_seconds"] = round(seconds, 1)
+        self.log(metrics)
+        self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
+        return metrics
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        if self.layerwise is not None:  # gradients were consumed, and clipped, in backward
+            return self.layerwise.grad_norm()
+        return super()._get_grad_norm(model, grad_norm)
+
+
+def load_splits(cfg: TrainConfig, catalog: Catalog) -> tuple[list, list]:
+    """(training examples, validation examples) as the config selects them."""
+    train = load_dataset(cfg.data.path, cfg.data.train_split, catalog=catalog).examples
+    if cfg.data.val_split:
+        val = load_dataset(cfg.data.path, cfg.data.val_split, catalog=catalog).examples
+    else:  # e.g. the TinyAgent release, which has train and test only
+        train, val = train[:-cfg.data.val_holdout], train[-cfg.data.val_holdout:]
+    train = train[:cfg.data.max_train] if cfg.data.max_train else train
+    if not train:
+        raise ConfigError(f"data.path={cfg.data.path}: the {cfg.data.train_split!r} split holds no usable example")
+    return train, val[:cfg.eval.subset]
+
+
+def make_batches(samples: list[dict], cfg: TrainConfig, tok, packing: bool, varlen: bool, log):
+    """(dataset, micro-batch size, collator, packing report): packs of whole documents (batch size 1 to
+    the Trainer) or padded micro-batches."""
+    from transformers import DataCollatorForSeq2Seq
+    t = cfg.training
+    if not packing:
+        return samples, t.batch_size, DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100), None
+    budget = t.pack_tokens or default_pack_tokens([len(s["input_ids"]) for s in samples], t.batch_size)
+    packs = pack_samples(samples, budget, t.seed)
+    tokens = sum(len(s["input_ids"]) for s in samples)
+    info = {"pack_tokens": budget, "packs": len(packs), "attention": "varlen" if varlen else "sdpa",
+            "fill": round(tokens / (budget * len(packs)), 3)}
+    log(f"packing: {len(samples)} samples into {len(packs)} micro-batches of <= {budget} tokens ({info['fill']:.0%} full)")
+    return packs, 1, PackedCollator(varlen), info
+
+
+def training_arguments(cfg: TrainConfig, out: Path, micro_batch: int, eval_every: int, device: str, packing: bool):
+    from transformers import TrainingArguments
+    t = cfg.training
+    return TrainingArguments(
+        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=micro_batch,
+        gradient_accumulation_steps=t.grad_accum, learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
+        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, max_grad_norm=t.max_grad_norm,
+        logging_steps=t.logging_steps, logging_first_step=True, eval_strategy="steps", eval_steps=eval_every,
+        save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
+        load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
+        bf16=cfg.model.dtype != "float32" and bf16_supported(device),  # mixed precision over fp32 weights
+        seed=t.seed, report_to=t.report_to, run_name=t.run_name, remove_unused_columns=False,
+        disable_tqdm=True, include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
+        train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
+        ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
 
 def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:
     """Train per ``cfg``; returns a summary. ``resume``: None, "auto" (latest checkpoint) or a path."""
-    from transformers import AutoConfig, DataCollatorForSeq2Seq, Trainer, TrainingArguments, set_seed
+    from transformers import AutoConfig, set_seed
 
     from .kernels import apply_fused_kernels
     from .models import resolve_model
-
-    from eval.report import score
 
     t, out = cfg.training, Path(cfg.training.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     set_seed(t.seed)
+    catalog = load_catalog(cfg.data.catalog)
     device = pick_device()
     if device == "cuda" and torch.cuda.device_count() > 1 and "WORLD_SIZE" not in os.environ:
         # the Trainer would fall back to nn.DataParallel, whose replica threads lose the bf16 autocast
@@ -192,25 +297,17 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                           f"{torch.cuda.device_count()} -m tinyagent_ft train ...`, or pick one with CUDA_VISIBLE_DEVICES=0")
     kernels = apply_fused_kernels(cfg.model.fused_kernels, device,  # before any model is built
                                   AutoConfig.from_pretrained(resolve_model(cfg.model.name)).model_type)
-    train_examples = load_dataset(cfg.data.path, cfg.data.train_split).examples
-    if cfg.data.val_split:
-        val_examples = load_dataset(cfg.data.path, cfg.data.val_split).examples
-    else:  # e.g. the TinyAgent release, which has train and test only
-        train_examples, val_examples = train_examples[:-cfg.data.val_holdout], train_examples[-cfg.data.val_holdout:]
-    train_examples = train_examples[:cfg.data.max_train] if cfg.data.max_train else train_examples
-    val_examples = val_examples[:cfg.eval.subset]
-    if not train_examples:
-        raise ConfigError(f"data.path={cfg.data.path}: the {cfg.data.train_split!r} split holds no usable example")
-    classifier, index = load_retrievers(cfg)
+    train_examples, val_examples = load_splits(cfg, catalog)
+    classifier, index = load_retrievers(cfg, catalog)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
-    builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index)
+    builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index, catalog)
     packing = device == "cuda" if t.packing == "auto" else t.packing
     varlen = packing and device == "cuda" and varlen_available()
     model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
 
-    rng = random.Random(t.seed)
-    tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, rng)
+    related = cfg.prompt.negatives_from == "same_group"
+    tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, random.Random(t.seed), related)
     with progress_bar() as bar:
         task = bar.add_task("prompts", total=len(train_examples))
         samples, stats = build_samples(train_examples, tok, builder, tools, cfg.data.max_length,
@@ -218,64 +315,11 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     log(f"samples: {stats.summary()}")
     if not samples:
         raise ConfigError(f"data.max_length={cfg.data.max_length}: no training sample fits; raise it")
-    val_tools = validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed)
-
-    if packing:  # one micro-batch = one pack of whole documents; the Trainer sees packs with batch size 1
-        budget = t.pack_tokens or default_pack_tokens([len(s["input_ids"]) for s in samples], t.batch_size)
-        train_data, micro_batch, collator = pack_samples(samples, budget, t.seed), 1, PackedCollator(varlen)
-        tokens = sum(len(s["input_ids"]) for s in samples)
-        packing_info = {"pack_tokens": budget, "packs": len(train_data), "attention": "varlen" if varlen else "sdpa",
-                        "fill": round(tokens / (budget * len(train_data)), 3)}
-        log(f"packing: {len(samples)} samples into {len(train_data)} micro-batches of <= {budget} tokens "
-            f"({packing_info['fill']:.0%} full)")
-    else:
-        train_data, micro_batch, packing_info = samples, t.batch_size, None
-        collator = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)
-    bf16 = cfg.model.dtype != "float32" and bf16_supported(device)  # mixed precision over fp32 weights
+    train_data, micro_batch, collator, packing_info = make_batches(samples, cfg, tok, packing, varlen, log)
     eval_every = t.eval_steps or optimizer_steps(len(train_data), micro_batch, t.grad_accum, world_size())
-    args = TrainingArguments(
-        output_dir=str(out), num_train_epochs=t.epochs, max_steps=t.max_steps, per_device_train_batch_size=micro_batch,
-        gradient_accumulation_steps=t.grad_accum, learning_rate=cfg.optimizer.lr, weight_decay=cfg.optimizer.weight_decay,
-        lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio, max_grad_norm=t.max_grad_norm,
-        logging_steps=t.logging_steps, logging_first_step=True, eval_strategy="steps", eval_steps=eval_every,
-        save_strategy="steps", save_steps=eval_every, save_total_limit=t.save_total_limit,
-        load_best_model_at_end=True, metric_for_best_model="success_rate", greater_is_better=True,
-        bf16=bf16, seed=t.seed, report_to=t.report_to, run_name=t.run_name, remove_unused_columns=False,
-        disable_tqdm=True, include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
-        train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
-        ddp_find_unused_parameters=False, use_cpu=device == "cpu")
-
-    # Validation prompts ordered by length, so generation batches carry little left padding.
-    val_order = sorted(range(len(val_examples)), key=lambda i: (len(val_tools[i] or ()), len(val_examples[i].query)))
-    eval_time = {"seconds": 0.0, "runs": 0}
-
-    class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
-        def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
-            model = self.model
-            was_training = model.training
-            planner = Planner(model, tok, builder)
-            start = time.perf_counter()
-            chosen = [val_examples[i] for i in val_order]
-            results = planner.generate([e.query for e in chosen], [e.date for e in chosen],
-                                       [val_tools[i] for i in val_order], cfg.eval.max_new_tokens, cfg.eval.batch_size,
-                                       constrain=cfg.eval.constrain)
-            model.train(was_training)
-            report = score(chosen, {e.id: r.text for e, r in zip(chosen, results)})
-            m = report["metrics"]
-            metrics = {f"{metric_key_prefix}_{k}": m[k] for k in ("success_rate", "success_rate_strict", "parse_rate",
-                                                                  "tool_f1_micro", "edge_f1")}
-            seconds = time.perf_counter() - start
-            eval_time["seconds"] += seconds
-            eval_time["runs"] += 1
-            metrics[f"{metric_key_prefix}_seconds"] = round(seconds, 1)
-            self.log(metrics)
-            self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
-            return metrics
-
-        def _get_grad_norm(self, model, grad_norm=None):
-            if isinstance(optimizer, LayerwiseOptimizer):  # gradients were consumed, and clipped, in backward
-                return optimizer.grad_norm()
-            return super()._get_grad_norm(model, grad_norm)
+    validation = Validation(tok, builder, val_examples,
+                            validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed, related),
+                            cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.eval.constrain)
 
     optimizer, scheduler = build_optimizer(model, cfg), None
     if cfg.optimizer.layerwise:  # the scheduler drives the wrapped optimizer, whose lr the hooks read
@@ -283,12 +327,10 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         total = t.max_steps if t.max_steps > 0 else optimizer_steps(len(train_data), micro_batch, t.grad_accum,
                                                                      world_size(), t.epochs)
         scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
-    trainer = PlannerTrainer(model=model, args=args, train_dataset=train_data, eval_dataset=val_examples,
-                             data_collator=collator,
-                             optimizers=(optimizer, scheduler),
+    trainer = PlannerTrainer(model=model, args=training_arguments(cfg, out, micro_batch, eval_every, device, packing),
+                             train_dataset=train_data, eval_dataset=val_examples, data_collator=collator,
+                             optimizers=(optimizer, scheduler), validation=validation,
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)])
-    if isinstance(optimizer, LayerwiseOptimizer):  # the Trainer also ends a step at an epoch's last micro-batch
-        optimizer.ends_step = lambda: trainer.accelerator.sync_gradients
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
     checkpoint = latest_complete(out, log) if resume == "auto" else resume
@@ -299,18 +341,18 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
-    step_seconds = seconds - eval_time["seconds"]  # checkpoint saving included
+    step_seconds = seconds - validation.seconds  # checkpoint saving included
     tokens = trainer.state.num_input_tokens_seen - start_tokens
     summary = {"train_seconds": round(seconds, 1), "steps": trainer.state.global_step,
                "train_loss": result.training_loss, "best_checkpoint": trainer.state.best_model_checkpoint,
                "best_success_rate": trainer.state.best_metric, "samples": stats.summary(),
                "tokens": tokens, "tokens_per_second": round(tokens / step_seconds) if step_seconds > 0 else None,
-               "validation": {"runs": eval_time["runs"], "seconds": round(eval_time["seconds"], 1),
-                              "share_of_train_time": round(eval_time["seconds"] / seconds, 3) if seconds else None},
+               "validation": {"runs": validation.runs, "seconds": round(validation.seconds, 1),
+                              "share_of_train_time": round(validation.seconds / seconds, 3) if seconds else None},
                "packing": packing_info, "fused_kernels": kernels,
                "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
     if trainer.is_world_process_zero():
-        save_planner(trainer.model, tok, cfg, settings, out / MODEL_DIR, {"training": summary})
+        save_planner(trainer.model, tok, cfg, settings, catalog, out / MODEL_DIR, {"training": summary})
         if (out / METRICS_FILE).is_file():
             plot_loss(out / METRICS_FILE, out / "loss.png")
         (out / "summary.json").write_text(json.dumps(summary, indent=2))

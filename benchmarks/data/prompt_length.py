@@ -13,7 +13,7 @@ import random
 import statistics
 import tempfile
 
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.models import load_tokenizer
 from tinyagent_ft.prompt import Demo, build_system_prompt, render, sample_prompt_tools
@@ -35,10 +35,10 @@ def main():
     for e in test:
         demos = [Demo(d.query, d.plan) for d in rng.sample(train, 3)]
         gold = set(e.tools)
-        filler = rng.sample([t for t in TOOL_NAMES if t not in gold], max(0, 4 - len(gold)))
+        filler = rng.sample([t for t in TINYAGENT.names if t not in gold], max(0, 4 - len(gold)))
         tools = sample_prompt_tools(gold | set(filler), 2, rng)
         small.append(count(render(build_system_prompt(tools, demos, e.today), e.query, tok)))
-        full.append(count(render(build_system_prompt(list(TOOL_NAMES), demos, e.today), e.query, tok)))
+        full.append(count(render(build_system_prompt(list(TINYAGENT.names), demos, e.today), e.query, tok)))
     ms, mf = statistics.median(small), statistics.median(full)
     print(f"prompt tokens ({args.tokenizer}, chat template), median over {len(test)} test queries")
     print(f"{'prompt':<38} {'median':>7} {'x all':>6}")

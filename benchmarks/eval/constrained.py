@@ -19,7 +19,8 @@ import torch
 
 from eval.report import score
 from tinyagent_ft.data import load_dataset
-from tinyagent_ft.planner import SETTINGS_FILE, Planner
+from tinyagent_ft.planner import Planner
+from tinyagent_ft.planner_folder import SETTINGS_FILE
 
 MODES = ("free", "constrained")
 

@@ -692,15 +692,15 @@ def main() -> None:
     import torch
     from transformers import AutoTokenizer
 
-    from tinyagent_ft.catalog import BY_NAME
+    from tinyagent_ft.catalog import TINYAGENT
     from tinyagent_ft.grammar import plan_grammar
     from tinyagent_ft.models import resolve_model
     cpu_start = time.process_time()
     tokenizer = AutoTokenizer.from_pretrained(resolve_model(args.model))
     cases = load_cases(args.data, args.n, tokenizer, args.extra_tools)
     mask_cases = cases[:args.mask_cases]
-    grammars = {key: plan_grammar([BY_NAME[t] for t in key]) for key in dict.fromkeys(c.tools for c in cases)}
-    warmup = plan_grammar([BY_NAME[t] for t in args.extra_tools[:1]])
+    grammars = {key: plan_grammar([TINYAGENT.get(t) for t in key]) for key in dict.fromkeys(c.tools for c in cases)}
+    warmup = plan_grammar([TINYAGENT.get(t) for t in args.extra_tools[:1]])
 
     makers = [lambda: Llguidance(tokenizer, args.threads), lambda: Xgrammar(tokenizer, args.threads, "ebnf")]
     if args.xgrammar_lark:

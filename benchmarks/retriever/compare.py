@@ -17,7 +17,7 @@ import statistics
 import time
 
 from retriever import ExampleIndex, ToolClassifier, selection_metrics
-from tinyagent_ft.catalog import TOOL_NAMES
+from tinyagent_ft.catalog import TINYAGENT
 from tinyagent_ft.data import load_dataset
 from tinyagent_ft.models import load_tokenizer
 from tinyagent_ft.prompt import build_system_prompt, render
@@ -38,9 +38,9 @@ def main() -> None:
     embeddings = index.encode(queries)
 
     start = time.perf_counter()
-    rag_hits = [index.search(q, TOOL_NAMES, args.rag_k, embedding=v) for q, v in zip(queries, embeddings)]
+    rag_hits = [index.search(q, TINYAGENT.names, args.rag_k, embedding=v) for q, v in zip(queries, embeddings)]
     search_ms = 1000 * (time.perf_counter() - start) / len(queries)
-    methods = {"all tools": [set(TOOL_NAMES)] * len(examples),
+    methods = {"all tools": [set(TINYAGENT.names)] * len(examples),
                f"embedding top-{args.rag_k} RAG": [set().union(*(h.tools for h in hits)) for hits in rag_hits],
                "classifier": clf.predict(queries)}
 
@@ -50,7 +50,7 @@ def main() -> None:
         tokens = []
         for e, tools, v in zip(examples, selected, embeddings):
             demos = index.search(e.query, tools, args.examples, embedding=v)
-            ordered = [t for t in TOOL_NAMES if t in tools]
+            ordered = [t for t in TINYAGENT.names if t in tools]
             system = build_system_prompt(ordered, demos, e.date)
             tokens.append(len(tok(render(system, e.query, tok), add_special_tokens=False)["input_ids"]))
         rows[name] = {"recall": m["recall"], "mean_tools": m["mean_tools"], "prompt_tokens_mean": statistics.mean(tokens),

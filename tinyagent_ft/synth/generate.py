@@ -1,5 +1,9 @@
 """Generate a TinyAgent-format dataset (train / validation / test) without any hub access.
 
+TinyAgent-specific: its intents and entity pools are written for the 16 desktop tools of the default
+catalog. A team with its own tools brings its own data (TinyAgent JSON or the project JSONL, see
+``tinyagent_ft.data``), validated against its catalog.
+
 Held-out design: a fraction of every intent's phrasings and of every entity pool is reserved for
 validation and test, so their success rate measures generalisation rather than memorisation.
 Dates are said in natural language ("next Tuesday at 3pm") and resolved against the "today" stated

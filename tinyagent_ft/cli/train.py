@@ -7,25 +7,24 @@ from pathlib import Path
 import typer
 import yaml
 
-from .config import ConfigError, TrainConfig, load_config
-from .console import UserError, console
-from .grammar import MIN_PLAN_TOKENS
+from ..catalog_files import CATALOG_HELP, resolve_catalog
+from ..config import TrainConfig, load_config
+from ..console import UserError, console
+from ..grammar import MIN_PLAN_TOKENS
 
 
 def train(config: Path | None = typer.Option(None, "--config", "-c", help="YAML config (see configs/)"),
           overrides: list[str] = typer.Argument(None, help="key=value overrides, e.g. optimizer.lr=1e-4"),
           resume: str | None = typer.Option(None, help="'auto' (latest checkpoint in output_dir) or a checkpoint path"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and estimates, then stop")):
+          dry_run: bool = typer.Option(False, "--dry-run", help="print the resolved config and estimates, then stop"),
+          catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (same as data.catalog=FILE)")):
     """Fine-tune a model to write function-calling plans."""
-    try:
-        cfg = load_config(config, overrides or [])
-    except ConfigError as exc:
-        raise UserError(str(exc)) from None
+    cfg = load_config(config, [*(overrides or []), *([f"data.catalog={catalog}"] if catalog else [])])
     if resume not in (None, "auto") and not Path(resume).is_dir():
         raise UserError(f"--resume: {resume} is not a checkpoint folder (or use 'auto')")
     if dry_run:
         return _dry_run(cfg)
-    from .train import run_training
+    from ..train import run_training
     summary = run_training(cfg, resume)
     console.print_json(json.dumps(summary))
     console.print(f"planner saved to {Path(cfg.training.output_dir) / 'model'}")
@@ -35,8 +34,8 @@ def _dry_run(cfg: TrainConfig) -> None:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from .models import resolve_model
-    from .train import estimate_state_bytes, trainable_parameters
+    from ..models import resolve_model
+    from ..train import estimate_state_bytes, trainable_parameters
     console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
     with torch.device("meta"):  # shapes only: no weights load
         model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(cfg.model.name)))
@@ -61,15 +60,18 @@ def evaluate(model: str = typer.Option(..., help="planner folder from `train`, p
                                                          "random others instead of selecting tools (upper bound)"),
              max_new_tokens: int = typer.Option(256, min=MIN_PLAN_TOKENS, max=2048),
              constrain: bool = typer.Option(True, help="decode under the plan grammar (--no-constrain: free decoding)"),
-             batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None)):
+             batch_size: int = typer.Option(8, min=1), device: str | None = typer.Option(None),
+             catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (default: the model folder's)")):
     """Plan every test query and score the plans (success rate, strict success, finer metrics)."""
-    from .console import print_report
-    from .data import load_dataset
-    from .planner import Planner
-    from .steps import plan_and_score
-    examples = load_dataset(data, split).examples[:limit]
+    from ..console import print_report
+    from ..data import load_dataset
+    from ..planner import Planner
+    from ..steps import plan_and_score
+    cat = resolve_catalog(catalog, model if Path(model).is_dir() else None)
+    examples = load_dataset(data, split, catalog=cat).examples[:limit]
     try:
-        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples)
+        planner = Planner.from_pretrained(model, device, classifier=classifier, index=index, num_examples=num_examples,
+                                          catalog=cat)
     except (OSError, ValueError) as exc:
         raise UserError(f"--model {model}: {str(exc).splitlines()[0]}") from None
     planner.oracle_negatives, planner.max_new_tokens, planner.constrain = oracle_negatives, max_new_tokens, constrain

@@ -8,13 +8,13 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from .config import ConfigError
-from .console import UserError, console, print_report, progress_bar, quiet_third_party
-from .data import DataError, load_dataset
-from .jsonio import BadFile
-from .memory import return_freed_memory
-from .retriever_cli import retriever_app
-from .train_cli import evaluate, train
+from ..catalog_files import CATALOG_HELP, resolve_catalog
+from ..console import UserError, console, print_report, progress_bar, quiet_third_party
+from ..data import load_dataset
+from ..errors import InputError
+from ..memory import return_freed_memory
+from .retriever import retriever_app
+from .train import evaluate, train
 
 API_KEY_ENV = "TINYAGENT_FT_API_KEY"
 app = typer.Typer(help="Teach small language models to plan function calls.", no_args_is_help=True,
@@ -33,7 +33,7 @@ def data_synth(out: Path = typer.Option(..., help="output directory"),
                seed: int = typer.Option(0), heldout: float = typer.Option(0.2, help="held-out fraction of phrasings and entities"),
                negatives: int = typer.Option(3, min=0, max=15, help="irrelevant tools in each stored prompt")):
     """Write a synthetic TinyAgent-format dataset: train.json, validation.json, test.json."""
-    from .synth.generate import SynthConfig, synthesize
+    from ..synth.generate import SynthConfig, synthesize
     if not 0 < heldout < 1:
         raise UserError(f"--heldout must be between 0 and 1, got {heldout}")
     cfg = SynthConfig(n=n, seed=seed, heldout=heldout, negatives=negatives)
@@ -55,16 +55,18 @@ def _table(title: str, rows: dict, total: int) -> Table:
 def data_stats(data: str = typer.Argument(..., help="dataset file, directory or hub id"),
                split: str = typer.Option("train"),
                tokenizer: str = typer.Option("smollm2-135m", help="tokenizer for lengths; 'none' to skip"),
-               json_out: Path | None = typer.Option(None, "--json", help="also write the stats here")):
+               json_out: Path | None = typer.Option(None, "--json", help="also write the stats here"),
+               catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Counts by tool, number of calls and plan shape; token-length percentiles."""
-    from .stats import dataset_stats
-    loaded = load_dataset(data, split)
+    from ..stats import dataset_stats
+    cat = resolve_catalog(catalog)
+    loaded = load_dataset(data, split, catalog=cat)
     count = None
     if tokenizer != "none":
-        from .models import load_tokenizer
+        from ..models import load_tokenizer
         tok = load_tokenizer(tokenizer)
         count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-    stats = dataset_stats(loaded.examples, count)
+    stats = dataset_stats(loaded.examples, count, cat)
     stats["skipped"] = dict(loaded.skipped)
     n = stats["examples"]
     console.print(f"[bold]{loaded.path}[/]: {n:,} examples, {sum(loaded.skipped.values())} skipped")
@@ -80,9 +82,10 @@ def data_stats(data: str = typer.Argument(..., help="dataset file, directory or 
 
 @data_app.command("show")
 def data_show(data: str = typer.Argument(...), split: str = typer.Option("train"),
-              n: int = typer.Option(3, min=1), strict: bool = typer.Option(False)):
+              n: int = typer.Option(3, min=1), strict: bool = typer.Option(False),
+              catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Pretty-print the first N examples."""
-    loaded = load_dataset(data, split, strict=strict)
+    loaded = load_dataset(data, split, strict=strict, catalog=resolve_catalog(catalog))
     for e in loaded.examples[:n]:
         console.rule(f"{e.id}")
         console.print(f"[bold]query[/]: {e.query}")
@@ -93,11 +96,13 @@ def data_show(data: str = typer.Argument(...), split: str = typer.Option("train"
 
 
 @data_app.command("validate")
-def data_validate(data: str = typer.Argument(...), split: str = typer.Option("train")):
+def data_validate(data: str = typer.Argument(...), split: str = typer.Option("train"),
+                  catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Load with --strict semantics: stop at the first bad record, naming it."""
     from eval.plan import parse_plan
-    loaded = load_dataset(data, split, strict=True)
-    off = sum(not parse_plan(e.plan).valid for e in loaded)
+    cat = resolve_catalog(catalog)
+    loaded = load_dataset(data, split, strict=True, catalog=cat)
+    off = sum(not parse_plan(e.plan, cat).valid for e in loaded)
     console.print(f"{loaded.path}: {len(loaded):,} records, all valid"
                   + (f"; {off:,} with argument count/type problems (kept: structure is scored, strict fails)" if off else ""))
 
@@ -109,17 +114,16 @@ def score_cmd(gold: str = typer.Option(..., help="gold data: TinyAgent file, pro
               out: Path | None = typer.Option(None, help="REPORT.json"),
               markdown: Path | None = typer.Option(None, help="markdown report"),
               plot: Path | None = typer.Option(None, help="PNG of success by number of calls and by shape"),
-              ged_timeout: float = typer.Option(0.5, help="seconds per pair for graph edit distance; 0 skips it")):
+              ged_timeout: float = typer.Option(0.5, help="seconds per pair for graph edit distance; 0 skips it"),
+              catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Score any model's plans against gold data, without loading a model."""
-    from eval.report import PredictionError, read_predictions, score, write_outputs
-    examples = load_dataset(gold, split).examples
-    try:
-        preds = read_predictions(predictions)
-    except PredictionError as exc:
-        raise UserError(str(exc)) from None
+    from eval.report import read_predictions, score, write_outputs
+    cat = resolve_catalog(catalog)
+    examples = load_dataset(gold, split, catalog=cat).examples
+    preds = read_predictions(predictions)
     with progress_bar() as bar:
         task = bar.add_task("score", total=len(examples))
-        report = score(examples, preds, ged_timeout or None, progress=lambda: bar.advance(task))
+        report = score(examples, preds, ged_timeout or None, progress=lambda: bar.advance(task), catalog=cat)
     write_outputs(report, out, markdown, plot)
     print_report(report)
 
@@ -132,7 +136,7 @@ def demo(out: Path = typer.Option(Path("runs/demo"), help="folder for data, mode
          seed: int = typer.Option(0),
          overrides: list[str] = typer.Argument(None, help="config overrides, e.g. data.max_train=64")):
     """The whole pipeline offline on a CPU: data, classifier, index, Natural GaLore fine-tune, base vs tuned."""
-    from .demo import DEMO_CONFIG, run_demo, to_markdown
+    from ..demo import DEMO_CONFIG, run_demo, to_markdown
     config = config or DEMO_CONFIG
     if not config.is_file():
         raise UserError(f"--config: {config} not found (run from a checkout, or pass configs/demo.yaml explicitly)")
@@ -150,6 +154,7 @@ def serve(model: str = typer.Option(..., help="planner folder from `train`, pres
           index: str | None = typer.Option(None, help="example index (default: the model folder's)"),
           timeout: float = typer.Option(60.0, min=1, help="seconds one generation may take"),
           device: str | None = typer.Option(None),
+          catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (default: the model folder's)"),
           api_key: str | None = typer.Option(None, envvar=API_KEY_ENV, show_envvar=True,
                                              help="require 'Authorization: Bearer KEY' (all but /healthz, /readyz)")):
     """Serve plans over REST (FastAPI + uvicorn): /v1/plan, /v1/chat/completions, /v1/tools, /healthz, /readyz."""
@@ -160,7 +165,7 @@ def serve(model: str = typer.Option(..., help="planner folder from `train`, pres
     if not api_key and not _loopback(host):
         print(f"warning: serving on {host} without an API key: anyone who reaches port {port} can use it "
               f"(pass --api-key or set {API_KEY_ENV})", file=sys.stderr)
-    app = planner_app(model, device, classifier, index, timeout)
+    app = planner_app(model, device, classifier, index, timeout, resolve_catalog(catalog) if catalog else None)
     if api_key:
         app.add_middleware(ApiKey, key=api_key)
     uvicorn.run(app, host=host, port=port, log_level="info")
@@ -205,7 +210,7 @@ def main() -> None:
     return_freed_memory()
     try:
         app()
-    except (DataError, UserError, ConfigError, BadFile) as exc:
+    except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)  # one unwrapped line, whatever the terminal width
         sys.exit(2)
     except (RecursionError, UnicodeDecodeError) as exc:  # corrupt input a loader did not name: still one line

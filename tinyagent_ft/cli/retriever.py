@@ -9,7 +9,9 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from .console import UserError, console
+from ..catalog_files import CATALOG_HELP, resolve_catalog, save_catalog
+from ..config import load_config
+from ..console import UserError, console
 
 _FROM_CONFIG = "[default: retriever.ClassifierConfig]"  # one home for the defaults: the Python API's
 retriever_app = typer.Typer(help="Tool classifier (ToolRAG) and in-context example index.", no_args_is_help=True)
@@ -32,7 +34,8 @@ def print_selection(report: dict, title: str) -> None:
 def train(data: str = typer.Option(..., help="dataset directory, file or hub id"),
           out: Path = typer.Option(..., help="output folder for the classifier"),
           split: str = typer.Option("train"),
-          backbone: str = typer.Option("minilm", help="minilm (offline), deberta-v3-small, tiny-deberta, hub id or path"),
+          backbone: str | None = typer.Option(None, help="minilm (offline), deberta-v3-small, tiny-deberta, hub id or path "
+                                                        + _FROM_CONFIG),
           epochs: float | None = typer.Option(None, help=_FROM_CONFIG), batch_size: int | None = typer.Option(None, help=_FROM_CONFIG),
           lr: float | None = typer.Option(None, help=_FROM_CONFIG),
           pos_weight: float | None = typer.Option(None, help="BCE positive-class weight; " + _FROM_CONFIG),
@@ -41,25 +44,31 @@ def train(data: str = typer.Option(..., help="dataset directory, file or hub id"
           eval_split: str = typer.Option("validation", help="split to report on after training; 'none' skips"),
           target_recall: float | None = typer.Option(None, help="lower the threshold on EVAL_SPLIT until recall reaches this"),
           report_to: list[str] = typer.Option([], help="Trainer tracker (repeatable): tensorboard, wandb, mlflow, trackio, ..."),
-          run_name: str | None = typer.Option(None, help="run name for the trackers")):
-    """Fine-tune the multi-label tool classifier; saves model, tokenizer, label map and threshold."""
+          run_name: str | None = typer.Option(None, help="run name for the trackers"),
+          catalog: Path | None = typer.Option(None, help=CATALOG_HELP),
+          config: Path | None = typer.Option(None, "--config", "-c", help="YAML of retriever.ClassifierConfig fields; "
+                                             "flags given here override it")):
+    """Fine-tune the multi-label tool classifier; saves model, tokenizer, label map, threshold and catalog."""
     from retriever import ClassifierConfig, load_labelled, train_classifier
     from retriever.tool_classifier import calibrate_threshold, evaluate_classifier
     if target_recall is not None and eval_split == "none":
         raise UserError("--target-recall needs an --eval-split to calibrate on")
+    base = load_config(config, [], ClassifierConfig).model_dump() if config else {}
     try:
-        given = dict(epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight, threshold=threshold,
-                     keep_top1=keep_top1)
-        cfg = ClassifierConfig(backbone=backbone, max_examples=max_examples, report_to=report_to, run_name=run_name,
-                               **{k: v for k, v in given.items() if v is not None})
+        given = dict(backbone=backbone, epochs=epochs, batch_size=batch_size, lr=lr, pos_weight=pos_weight,
+                     threshold=threshold, keep_top1=keep_top1, max_examples=max_examples, report_to=report_to or None,
+                     run_name=run_name)
+        cfg = ClassifierConfig(**{**base, **{k: v for k, v in given.items() if v is not None}})
     except ValidationError as exc:
         raise UserError("; ".join(f"--{'-'.join(map(str, e['loc'])).replace('_', '-')}: {e['msg']}"
                                  for e in exc.errors())) from None
-    pairs = load_labelled(data, split)
-    clf = train_classifier(pairs, cfg, out)
+    cat = resolve_catalog(catalog)
+    pairs = load_labelled(data, split, cat)
+    clf = train_classifier(pairs, cfg, out, catalog=cat)
+    save_catalog(cat, out)  # `retriever eval/search` and planners read the tools from the folder
     console.print(f"saved classifier to {out}")
     if eval_split != "none":
-        held_out = load_labelled(data, eval_split)
+        held_out = load_labelled(data, eval_split, cat)
         if target_recall is not None:
             chosen = calibrate_threshold(clf, held_out, target_recall)
             if chosen is None:
@@ -78,13 +87,15 @@ def evaluate(model: Path = typer.Option(..., help="classifier folder"),
              data: str = typer.Option(..., help="dataset in any loader format, or JSONL with 'query' and 'tools'"),
              split: str = typer.Option("test", help="split to read when DATA is a directory"),
              threshold: float | None = typer.Option(None, help="override the saved threshold"),
-             out: Path | None = typer.Option(None, help="write the JSON report here")):
+             out: Path | None = typer.Option(None, help="write the JSON report here"),
+             catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (default: the classifier folder's)")):
     """Recall, mean tools, micro/macro F1, per-tool recall and latency of a saved classifier."""
     from retriever import ToolClassifier, load_labelled
     from retriever.tool_classifier import evaluate_classifier
-    pairs = load_labelled(data, split)
+    cat = resolve_catalog(catalog, model)
+    pairs = load_labelled(data, split, cat)
     try:
-        clf = ToolClassifier.from_pretrained(model)
+        clf = ToolClassifier.from_pretrained(model, catalog=cat)
     except (FileNotFoundError, ValueError) as exc:
         raise UserError(str(exc)) from None
     if threshold is not None:
@@ -98,13 +109,14 @@ def evaluate(model: Path = typer.Option(..., help="classifier folder"),
 @retriever_app.command("index")
 def index(data: str = typer.Option(..., help="dataset directory, file or hub id"),
           out: Path = typer.Option(..., help="output folder"), split: str = typer.Option("train"),
-          encoder: str | None = typer.Option(None, help="sentence-transformers model; default the packaged MiniLM")):
+          encoder: str | None = typer.Option(None, help="sentence-transformers model; default the packaged MiniLM"),
+          catalog: Path | None = typer.Option(None, help=CATALOG_HELP)):
     """Embed the solved examples once and save the index (embeddings + records)."""
     from tinyagent_ft.data import load_dataset
 
-    from .steps import build_index
+    from ..steps import build_index
     start = time.perf_counter()
-    idx = build_index(load_dataset(data, split).examples, out, encoder)
+    idx = build_index(load_dataset(data, split, catalog=resolve_catalog(catalog)).examples, out, encoder)
     console.print(f"indexed {len(idx):,} examples in {time.perf_counter() - start:.1f} s -> {out}")
 
 
@@ -112,20 +124,24 @@ def index(data: str = typer.Option(..., help="dataset directory, file or hub id"
 def search(index_dir: Path = typer.Option(..., "--index", help="example index folder"),
            query: str = typer.Option(...), tools: str | None = typer.Option(None, help="comma-separated tool names"),
            model: Path | None = typer.Option(None, help="classifier folder, used when --tools is not given"),
-           k: int = typer.Option(6, min=0)):
+           k: int = typer.Option(6, min=0),
+           catalog: Path | None = typer.Option(None, help=CATALOG_HELP + " (default: the classifier folder's)")):
     """Show the examples a prompt would get for QUERY."""
     from retriever import ExampleIndex, ToolClassifier
-    from tinyagent_ft.catalog import BY_NAME, TOOL_NAMES
     if not query.strip():
         raise UserError("--query must not be empty")
+    cat = resolve_catalog(catalog, model)
     if tools is not None:
         chosen = {t.strip() for t in tools.split(",") if t.strip()}
-        if unknown := sorted(chosen - set(BY_NAME)):
+        if unknown := sorted(chosen - set(cat.names)):
             raise UserError(f"--tools: unknown tool(s) {', '.join(unknown)}")
     elif model is not None:
-        chosen = ToolClassifier.from_pretrained(model).predict([query])[0]
+        try:
+            chosen = ToolClassifier.from_pretrained(model, catalog=cat).predict([query])[0]
+        except (FileNotFoundError, ValueError) as exc:
+            raise UserError(f"--model: {exc}") from None
     else:
-        chosen = set(TOOL_NAMES)
+        chosen = set(cat.names)
     idx = ExampleIndex.load(index_dir)
     console.print(f"tools: {', '.join(sorted(chosen))}")
     for hit in idx.search(query, chosen, k):
