@@ -42,8 +42,6 @@ class DataConfig(Section):
 class PromptConfig(Section):
     tools: Literal["gold", "classifier", "all"] = "gold"  # training prompts: gold tools plus negatives
     negatives: int = Field(3, ge=0, le=15, description="irrelevant tools added to the gold tools in training")
-    negatives_from: Literal["any", "same_group"] = Field(
-        "any", description="same_group: negatives from the gold tools' groups first (the classifier's distractors)")
     num_examples: int = Field(3, ge=0, le=12, description="retrieved in-context examples per prompt")
     classifier: str | None = Field(None, description="tool classifier folder (retriever train)")
     index: str | None = Field(None, description="example index folder (retriever index)")

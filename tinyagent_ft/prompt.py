@@ -75,21 +75,12 @@ def user_message(query: str) -> str:
 
 
 def sample_prompt_tools(gold: Iterable[str], n_negatives: int | None, rng: random.Random,
-                        catalog: Catalog = TINYAGENT, related: bool = False) -> list[str]:
-    """Gold tools plus ``n_negatives`` irrelevant tools of ``catalog`` (None = all), in shuffled order.
-    ``related``: negatives come first from the gold tools' groups (reply_to_email beside forward_email),
-    the distractors a tool classifier also shows, so the model learns to tell them apart."""
+                        catalog: Catalog = TINYAGENT) -> list[str]:
+    """Gold tools plus ``n_negatives`` irrelevant tools of ``catalog`` (None = all), in shuffled order."""
     gold = sorted(set(gold))
     others = [t for t in catalog.names if t not in gold]
     k = len(others) if n_negatives is None else min(n_negatives, len(others))
-    if related:
-        groups = {catalog.get(t).group for t in gold if t in catalog}
-        near = [t for t in others if catalog.get(t).group in groups]
-        far = [t for t in others if t not in near]
-        chosen = rng.sample(near, min(k, len(near)))
-        tools = gold + chosen + rng.sample(far, k - len(chosen))
-    else:
-        tools = gold + rng.sample(others, k)
+    tools = gold + rng.sample(others, k)
     rng.shuffle(tools)
     return tools
 

@@ -32,13 +32,12 @@ def prompt_ids(tokenizer, text: str) -> list[int]:
 
 
 def training_tools(examples: Sequence[Example], mode: str, negatives: int, builder: PromptBuilder,
-                   rng: random.Random, related: bool = False) -> list[list[str]]:
-    """Prompt tools per example: gold plus sampled negatives (from the gold tools' groups first when
-    ``related``), the classifier's choice (gold always kept), or the whole catalog; shuffled so position
-    carries no signal."""
+                   rng: random.Random) -> list[list[str]]:
+    """Prompt tools per example: gold plus sampled negatives, the classifier's choice (gold always kept),
+    or the whole catalog; shuffled so position carries no signal."""
     catalog = builder.catalog
     if mode == "gold":
-        return [sample_prompt_tools(e.tools, negatives, rng, catalog, related) for e in examples]
+        return [sample_prompt_tools(e.tools, negatives, rng, catalog) for e in examples]
     if mode == "all":
         return [sample_prompt_tools(e.tools, None, rng, catalog) for e in examples]
     chosen = builder.select_tools([e.query for e in examples])

@@ -135,13 +135,12 @@ def load_retrievers(cfg: TrainConfig, catalog: Catalog):
     return clf, index
 
 
-def validation_tools(examples, builder: PromptBuilder, negatives: int, seed: int, related: bool = False
-                     ) -> list[list[str] | None]:
+def validation_tools(examples, builder: PromptBuilder, negatives: int, seed: int) -> list[list[str] | None]:
     """With a classifier, validation sees its choice (as at test time); without one, gold + negatives."""
     if builder.classifier is not None:
         return [None] * len(examples)
     rng = random.Random(seed)
-    return [sample_prompt_tools(e.tools, negatives, rng, builder.catalog, related) for e in examples]
+    return [sample_prompt_tools(e.tools, negatives, rng, builder.catalog) for e in examples]
 
 
 def plot_loss(metrics_file: Path, out: Path) -> None:
@@ -306,8 +305,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
 
-    related = cfg.prompt.negatives_from == "same_group"
-    tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, random.Random(t.seed), related)
+    tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, random.Random(t.seed))
     with progress_bar() as bar:
         task = bar.add_task("prompts", total=len(train_examples))
         samples, stats = build_samples(train_examples, tok, builder, tools, cfg.data.max_length,
@@ -318,7 +316,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     train_data, micro_batch, collator, packing_info = make_batches(samples, cfg, tok, packing, varlen, log)
     eval_every = t.eval_steps or optimizer_steps(len(train_data), micro_batch, t.grad_accum, world_size())
     validation = Validation(tok, builder, val_examples,
-                            validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed, related),
+                            validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed),
                             cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.eval.constrain)
 
     optimizer, scheduler = build_optimizer(model, cfg), None
