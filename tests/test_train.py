@@ -101,8 +101,21 @@ def test_train_checkpoint_resume_save_reload_plan_score(synth_dir, tmp_path):
 def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
     cfg = tiny(synth_dir, tmp_path, f"optimizer.name={optimizer}", "training.max_steps=1", "training.eval_steps=1",
                "data.max_train=8")
-    assert run_training(cfg, show_progress=False)["steps"] == 1
+    from transformers import AutoModelForCausalLM
+
+    from tinyagent_ft.models import resolve_model
+    summary = run_training(cfg, show_progress=False)
+    assert summary["steps"] == 1
     assert Planner.from_pretrained(tmp_path / "model").generate(["Text Bob hi"], max_new_tokens=2, constrain=False)
+    # measured optimizer state: AdamW holds two fp32 moments per weight (plus a step counter per tensor);
+    # GaLore's projected moments are smaller; LoRA's cover only the adapters
+    model = AutoModelForCausalLM.from_pretrained(resolve_model("tiny-random"))
+    n, tensors = sum(p.numel() for p in model.parameters()), len(list(model.parameters()))
+    measured = summary["optimizer_state_bytes"]
+    if optimizer == "adamw":
+        assert 8 * n <= measured <= 8 * n + 8 * tensors
+    else:
+        assert 0 < measured < 8 * n
 
 
 @pytest.mark.slow

@@ -25,7 +25,7 @@ from .data import load_dataset
 from .devices import bf16_supported, pick_device, pick_dtype
 from .memory import PlanOnlyLoss
 from .monitor import TrainingMonitor
-from .optim import LayerwiseOptimizer
+from .optim import LayerwiseOptimizer, state_bytes
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
 from .planner import Planner
 from .planner_folder import save_planner_folder
@@ -347,7 +347,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                "tokens": tokens, "tokens_per_second": round(tokens / step_seconds) if step_seconds > 0 else None,
                "validation": {"runs": validation.runs, "seconds": round(validation.seconds, 1),
                               "share_of_train_time": round(validation.seconds / seconds, 3) if seconds else None},
-               "packing": packing_info, "fused_kernels": kernels,
+               "optimizer_state_bytes": state_bytes(trainer.optimizer), "packing": packing_info, "fused_kernels": kernels,
                "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
     if trainer.is_world_process_zero():
         save_planner(trainer.model, tok, cfg, settings, catalog, out / MODEL_DIR, {"training": summary})

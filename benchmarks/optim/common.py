@@ -8,7 +8,7 @@ import types
 
 import torch
 
-from tinyagent_ft.optim import NaturalGaLoreAdamW
+from tinyagent_ft.optim import NaturalGaLoreAdamW, state_bytes  # noqa: F401 - benchmarks import it from here
 
 # TinyLlama-1.1B: 22 layers, d 2048, MLP 5632, 4 KV heads of 64 (k, v: 256 x 2048), vocab 32000, untied.
 LAYER_SHAPES = [(2048, 2048), (256, 2048), (256, 2048), (2048, 2048), (5632, 2048), (5632, 2048), (2048, 5632)]
@@ -57,17 +57,6 @@ def make_optimizer(variant: str, projected: list, rest: list, rank: int, lr: flo
     return NaturalGaLoreAdamW(groups + ([{"params": rest}] if rest else []), lr=lr)
 
 
-def state_bytes(opt) -> int:
-    """Bytes of every tensor in the optimizer state, projector objects of galore-torch included."""
-    total = 0
-    for st in opt.state.values():
-        for v in st.values():
-            if torch.is_tensor(v):
-                total += v.numel() * v.element_size()
-            elif hasattr(v, "ortho_matrix") and v.ortho_matrix is not None:
-                mats = v.ortho_matrix if isinstance(v.ortho_matrix, (list, tuple)) else [v.ortho_matrix]
-                total += sum(m.numel() * m.element_size() for m in mats)
-    return total
 
 
 def sync(device: str) -> None:

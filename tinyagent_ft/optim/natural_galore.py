@@ -256,7 +256,3 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in st.items()}
         for group, saved in zip(self.param_groups, groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
-
-    def state_bytes(self) -> int:
-        """Bytes held in optimizer state tensors (what the memory benchmark reports)."""
-        return sum(v.numel() * v.element_size() for st in self.state.values() for v in st.values() if torch.is_tensor(v))
