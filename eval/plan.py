@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from tinyagent_ft.catalog import JOIN, TINYAGENT, Catalog, Tool
+from tinyagent_ft.catalog import JOIN, TINYAGENT, Catalog, Tool, fits_type
 
 END_OF_PLAN = "<END_OF_PLAN>"
 MAX_PLAN_CHARS = 50_000  # real plans are < 2 KB; anything longer is generation gone astray
@@ -103,15 +103,6 @@ def _parse_args(text: str) -> tuple[tuple | None, str | None]:
     return value, None
 
 
-_PY_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
-
-
-def _scalar_ok(value: Any, type_: str) -> bool:
-    if isinstance(value, bool) and type_ != "bool":
-        return False
-    return isinstance(value, _PY_TYPES[type_])
-
-
 def _is_reference(value: Any) -> bool:
     return isinstance(value, str) and REFERENCE.fullmatch(value.strip()) is not None
 
@@ -122,11 +113,11 @@ def _type_ok(value: Any, arg) -> bool:
     if value is None:
         return arg.accepts_none
     if arg.enum:
-        return value in arg.enum and _scalar_ok(value, arg.type)
+        return value in arg.enum and fits_type(value, arg.type)
     if arg.is_list:
         return isinstance(value, (list, tuple)) and all(
-            _scalar_ok(v, arg.item_type) or (_is_reference(v) and arg.item_type != "str") for v in value)
-    return _scalar_ok(value, arg.type)
+            fits_type(v, arg.item_type) or (_is_reference(v) and arg.item_type != "str") for v in value)
+    return fits_type(value, arg.type)
 
 
 def _check_schema(step: Step, tool: Tool) -> list[PlanError]:

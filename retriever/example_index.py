@@ -132,8 +132,9 @@ class ExampleIndex:
         exclude_ids = exclude_ids or [None] * len(queries)
         missing = [i for i, x in enumerate(exclude_ids) if x not in self.position]
         fresh = dict(zip(missing, self.encode([queries[i] for i in missing], batch_size))) if missing else {}
-        return [self._rank(fresh[i] if i in fresh else self.embeddings[self.position[x]],
-                           self._outside(tools), k, x, q)
+        tool_sets = [frozenset(t) for t in tool_sets]
+        outside = {t: self._outside(t) for t in set(tool_sets)}  # queries share few tool sets: filter each once
+        return [self._rank(fresh[i] if i in fresh else self.embeddings[self.position[x]], outside[tools], k, x, q)
                 for i, (q, tools, x) in enumerate(zip(queries, tool_sets, exclude_ids))]
 
     def _outside(self, tools: Iterable[str]) -> torch.Tensor:

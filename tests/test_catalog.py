@@ -108,6 +108,7 @@ def test_project_yaml_adds_groups_rules_and_order(tmp_path):
     ([_fn("a", {"x": {"type": "array", "items": {"type": "array"}}})], r"tool 'a', argument 'x': arrays of array"),
     ([_fn("a", {"x": {"anyOf": [{"type": "string"}]}})], r"tool 'a', argument 'x': unsupported schema feature\(s\) anyOf"),
     ([_fn("a", {}, ["y"])], r"tool 'a': required argument\(s\) 'y' not in properties"),
+    ([_fn("a", {"x": {"type": "integer", "enum": [1, True]}})], r"tool 'a', argument 'x': 'enum' must be a list of int"),
     ({"not": "a list"}, r"expected a non-empty JSON list"),
 ])
 def test_bad_catalog_is_one_line_naming_file_and_tool(tmp_path, specs, message):

@@ -17,8 +17,16 @@ SCALAR_TYPES = ("str", "int", "float", "bool")
 ARG_TYPES = SCALAR_TYPES + tuple(f"list[{t}]" for t in SCALAR_TYPES)
 FORMATS = ("datetime", "date")  # datetime: 'YYYY-MM-DD HH:MM:SS' or 'YYYY-MM-DD'; date: 'YYYY-MM-DD'
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_PY_TYPES = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,)}
 SAVED_FORMAT = "tinyagent-ft-catalog/1"
 CATALOG_FILE = "catalog.json"  # the catalog a trained planner folder carries
+
+
+def fits_type(value, scalar_type: str) -> bool:
+    """Whether a Python value is of a scalar argument type (one of SCALAR_TYPES); True and False are not numbers."""
+    if isinstance(value, bool) and scalar_type != "bool":
+        return False
+    return isinstance(value, _PY_TYPES[scalar_type])
 
 
 @dataclass(frozen=True)

@@ -15,9 +15,11 @@ Every problem is one line naming the file and the tool (and argument).
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from .catalog import CATALOG_FILE, NAME, SAVED_FORMAT, TINYAGENT, Arg, Catalog, Rule, Tool
+from .catalog import (CATALOG_FILE, NAME, SAVED_FORMAT, SCALAR_TYPES, TINYAGENT, Arg, Catalog, Rule, Tool,
+                      fits_type)
 from .jsonio import BadFile, BadLine, decode, read_json
 
 _SCALARS = {"string": "str", "integer": "int", "number": "float", "boolean": "bool"}
@@ -71,9 +73,8 @@ def _arg(name: str, schema, required: bool, where: str) -> tuple[Arg, str | None
     else:
         raise CatalogError(f"{where}: type {kind!r} is not supported (string, integer, number, boolean, array)")
     enum = schema.get("enum", [])
-    py = {"str": str, "int": int, "float": (int, float), "bool": bool}.get(type_, ())
-    if not isinstance(enum, list) or not all(isinstance(v, py) and not (type_ != "bool" and isinstance(v, bool))
-                                             for v in enum):
+    if not isinstance(enum, list) or (enum and type_ not in SCALAR_TYPES) or not all(fits_type(v, type_)
+                                                                                       for v in enum):
         raise CatalogError(f"{where}: 'enum' must be a list of {type_} values")
     fmt = _FORMATS.get(schema.get("format")) if type_ == "str" else None
     arg = Arg(name, type_, nullable, fmt, tuple(enum), not required)
@@ -173,7 +174,7 @@ def _from_project(tree, path: Path) -> Catalog:
             if m not in seen:
                 raise CatalogError(f"{path}: group {group!r} names unknown tool {m!r}")
             group_of[m] = str(group)
-    tools = [Tool(t.name, t.signature, t.bullets, t.args, group_of.get(t.name, "")) for t in tools]
+    tools = [replace(t, group=group_of.get(t.name, "")) for t in tools]
     rules = []
     for i, r in enumerate(tree.get("rules") or [], 1):
         if not isinstance(r, dict) or not isinstance(r.get("text"), str) or not r["text"].strip():
