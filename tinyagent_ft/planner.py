@@ -22,6 +22,7 @@ from .catalog import Catalog
 from .devices import pick_device, pick_dtype
 from .memory import generation_heap
 from .planner_folder import folder_retrievers, read_prompt_settings
+from .prefill import cache_argument, prefill_cache, supports_unpadded_prefill
 from .prompt import PromptBuilder, render, sample_prompt_tools
 from .samples import prompt_ids
 
@@ -63,6 +64,8 @@ class Planner:
         self.oracle_negatives: int | None = None
         self.max_new_tokens = 256  # what plan() generates at most (the longest synthetic plans are ~190 tokens)
         self.constrain = True  # grammar-constrained decoding wherever plans are generated
+        # CPU batches prefill one prompt at a time, without padding (see prefill.py)
+        self.unpadded_prefill = next(model.parameters()).device.type == "cpu" and supports_unpadded_prefill(model)
         self._rng = random.Random(0)
         self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0,
                       "constrained": 0, "forced_endings": 0, "constraint_seconds": 0.0, "ending_failures": 0}
@@ -155,7 +158,10 @@ class Planner:
         for i in range(0, len(texts), batch_size):
             enc = self._encode(texts[i:i + batch_size])
             constraint = self._constraint(shown[i:i + batch_size], enc, max_new_tokens, constrain)
-            out = self.model.generate(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time, constraint))
+            kwargs = self._generation_kwargs(max_new_tokens, temperature, max_time, constraint)
+            if self.unpadded_prefill and len(enc["input_ids"]) > 1 and int(enc["attention_mask"].sum(1).min()) > 1:
+                kwargs[cache_argument(self.model)] = prefill_cache(self.model, **enc)
+            out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1]:]
             forced = constraint.forced_rows if constraint else [False] * len(new)
             if constraint:

@@ -1,0 +1,40 @@
+"""Unpadded prefill (CPU): the stacked per-prompt cache decodes as the padded batch does."""
+import torch
+
+from tinyagent_ft.planner import Planner
+from tinyagent_ft.prefill import cache_argument, prefill_cache, supports_unpadded_prefill
+
+
+def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows])
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+    return ids, mask
+
+
+@torch.inference_mode()
+def test_prefilled_cache_gives_the_padded_batch_next_token_logits():
+    planner = Planner.from_pretrained("tiny-random", device="cpu", dtype="float32")
+    model = planner.model
+    assert supports_unpadded_prefill(model) and planner.unpadded_prefill
+    gen = torch.Generator().manual_seed(0)
+    rows = [torch.randint(5, 1000, (n,), generator=gen).tolist() for n in (37, 5, 90)]
+    ids, mask = _left_padded(rows, pad=0)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    padded = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    cache = prefill_cache(model, ids, mask)
+    assert cache.get_seq_length() == ids.shape[1] - 1
+    stepped = model(input_ids=ids[:, -1:], attention_mask=mask, position_ids=positions[:, -1:],
+                    **{cache_argument(model): cache}).logits[:, -1]
+    torch.testing.assert_close(stepped, padded, rtol=1e-4, atol=1e-4)
+
+
+def test_planner_plans_are_the_same_with_and_without_unpadded_prefill():
+    planner = Planner.from_pretrained("tiny-random", device="cpu", dtype="float32")
+    queries = ["Text Ana that I'm running late", "Open the note Gift Ideas",
+               "Email Bob the quarterly report and remind me on Friday at 9am to follow up with him"]
+    unpadded = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
+    planner.unpadded_prefill = False
+    padded = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
+    assert unpadded == padded
+    assert all(p.rstrip().endswith("<END_OF_PLAN>") for p in unpadded)
