@@ -72,8 +72,13 @@ def init_backbone(backbone: str, labels: Sequence[str]):
                               **_labels_config(labels))
         return DebertaV2ForSequenceClassification(cfg), tok
     path = minilm_path() if backbone == "minilm" else BACKBONES.get(backbone) or backbone
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, **_labels_config(labels))
+    from transformers.utils import logging as hf_logging
+    tok, level = AutoTokenizer.from_pretrained(path), hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # its load report lists the new head as missing weights, as it must be
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, **_labels_config(labels))
+    finally:
+        hf_logging.set_verbosity(level)
     return model, tok
 
 

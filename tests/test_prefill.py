@@ -38,3 +38,4 @@ def test_planner_plans_are_the_same_with_and_without_unpadded_prefill():
     padded = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
     assert unpadded == padded
     assert all(p.rstrip().endswith("<END_OF_PLAN>") for p in unpadded)
+
