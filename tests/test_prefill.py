@@ -39,3 +39,11 @@ def test_planner_plans_are_the_same_with_and_without_unpadded_prefill():
     assert unpadded == padded
     assert all(p.rstrip().endswith("<END_OF_PLAN>") for p in unpadded)
 
+
+
+def test_models_with_sliding_window_attention_keep_padded_prefill():
+    from transformers import AutoModelForCausalLM, MistralConfig
+    model = AutoModelForCausalLM.from_config(MistralConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+        vocab_size=100, sliding_window=16))
+    assert not supports_unpadded_prefill(model)

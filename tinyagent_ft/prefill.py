@@ -14,13 +14,11 @@ import torch
 
 
 def supports_unpadded_prefill(model) -> bool:
-    """A decoder whose cache is one full-attention key/value pair per layer (no sliding windows, no state)."""
+    """A decoder whose cache is one full-attention key/value pair per layer (no sliding windows, no state):
+    the layers transformers builds for the model's config say so."""
     from transformers import DynamicCache
-    config = model.config
-    if getattr(config, "sliding_window", None) or any(t != "full_attention" for t in getattr(config, "layer_types", None) or ()):
-        return False
     try:
-        cache = DynamicCache(config=config)
+        cache = DynamicCache(config=model.config)
     except (TypeError, ValueError):
         return False
     return all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
