@@ -92,6 +92,26 @@ def test_full_rank_scale_one_reproduces_adamw():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(24, 10), (10, 24)])
+@pytest.mark.parametrize("sides", [(True, True), (True, False), (False, True), (False, False)])
+def test_projection_round_trip_in_either_order(shape, sides):
+    from tinyagent_ft.optim.projector import add_projected_back, project, project_back
+    torch.manual_seed(5)
+    m, n = shape
+    P = torch.linalg.qr(torch.randn(m, 4)).Q if sides[0] else None
+    Q = torch.linalg.qr(torch.randn(n, 4)).Q.T if sides[1] else None
+    G = torch.randn(m, n, dtype=torch.float64)
+    Pd, Qd = (None if P is None else P.double()), (None if Q is None else Q.double())
+    R = (G if Pd is None else Pd.T @ G) @ (torch.eye(n, dtype=torch.float64) if Qd is None else Qd.T)
+    assert torch.allclose(project(G.float(), P, Q).double(), R, atol=1e-5)
+    W = torch.randn(m, n)
+    for dtype in (torch.float32, torch.bfloat16):  # fused into one GEMM, or built and cast for other dtypes
+        w = W.clone().to(dtype)
+        add_projected_back(w, R.float(), P, Q, alpha=-0.5)
+        expected = W.double() - 0.5 * project_back(R, Pd, Qd)
+        assert torch.allclose(w.double(), expected, atol=1e-5 if dtype == torch.float32 else 5e-2)
+
+
 def test_bf16_parameters_train():
     torch.manual_seed(4)
     w = nn.Parameter(torch.randn(32, 16, dtype=torch.bfloat16))

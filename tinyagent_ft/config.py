@@ -26,6 +26,7 @@ class ModelConfig(Section):
     # auto: liger-kernel's fused linear cross-entropy, RMSNorm, SwiGLU and RoPE for Llama models on CUDA when
     # installed (`pip install 'tinyagent-ft[gpu]'`); true: required (an error when missing); false: off
     fused_kernels: bool | Literal["auto"] = "auto"
+    compile: bool = Field(False, description="torch.compile the model for training (the Trainer's torch_compile)")
 
 
 class DataConfig(Section):

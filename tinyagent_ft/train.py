@@ -286,7 +286,7 @@ def training_arguments(cfg: TrainConfig, out: Path, micro_batch: int, eval_every
         seed=t.seed, report_to=t.report_to, run_name=t.run_name, remove_unused_columns=False,
         disable_tqdm=True, include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
         train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
-        ddp_find_unused_parameters=False, use_cpu=device == "cpu")
+        ddp_find_unused_parameters=False, use_cpu=device == "cpu", torch_compile=cfg.model.compile)
 
 
 def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:

@@ -1,9 +1,14 @@
-"""Optimizer step time on TinyLlama-1.1B layer shapes: refresh and non-refresh steps separately,
-versus AdamW and galore-torch at the same rank, in one run; exact SVD, randomized SVD and warm-started
-subspace iteration ("power") for the refresh. Refreshes are not staggered here, so step GAP+1 refreshes
-every weight at once and its excess over a plain step is the cost of one full refresh.
+"""Optimizer step time on a model's layer shapes, versus AdamW and galore-torch at the same rank, in one run.
 
-    python benchmarks/optim/speed.py [--layers 22] [--rank 512] [--device cuda] [--only SUBSTR ...] [--out speed.json]
+Default (as in the README's table): TinyLlama-1.1B shapes, refreshes not staggered, so step GAP+1 refreshes
+every weight at once; the table gives the median plain step and that refresh step. ``--training``: the
+refreshes staggered over ``--gap`` steps as `tinyagent-ft train` runs them, and the mean over 2 x gap steps
+(what a training run pays per step). ``--profile`` adds, per variant, what the GPU did in 10 steps: kernel
+launches, host syncs and the kernels' busy time per step (a step far longer than its kernels is bound by the
+host, not the GPU).
+
+    python benchmarks/optim/speed.py [--shape tinyllama|smollm2] [--rank R] [--training --gap 50] [--profile]
+        [--only SUBSTR ...] [--out speed.json]
 """
 from __future__ import annotations
 
@@ -14,45 +19,86 @@ import time
 
 import torch
 
-from common import LAYER_SHAPES, make_optimizer, sync
+from common import LAYER_SHAPES, LAYERS, make_optimizer, sync
 from tinyagent_ft.optim import PROJECTION_DEFAULTS
 from tinyagent_ft.optim.projector import METHODS
 
 GAP = 10  # refresh at steps 1, 11, 21: step 1 also allocates state, so step 11 is the timed refresh
+# SmolLM2-135M: 30 layers, d 576, MLP 1536, 3 KV heads of 64 (k, v: 192 x 576)
+SHAPES = {"tinyllama": (LAYERS, LAYER_SHAPES, 512),
+          "smollm2": (30, [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)], 128)}
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
 
-def time_variant(variant, layers, rank, device, dtype, **extra):
+def make_params(shapes, layers, device, dtype):
     gen = torch.Generator(device).manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, device=device, dtype=dtype, generator=gen) * 0.02)
-              for _ in range(layers) for s in LAYER_SHAPES]
-    grads = [torch.randn(p.shape, device=device, dtype=dtype, generator=gen) for p in params]
+              for _ in range(layers) for s in shapes]
+    return params, [torch.randn(p.shape, device=device, dtype=dtype, generator=gen) for p in params]
+
+
+def timed_step(opt, params, grads, device) -> float:
+    for p, g in zip(params, grads):
+        p.grad = g
+    sync(device)
+    t0 = time.perf_counter()
+    opt.step()
+    sync(device)
+    return time.perf_counter() - t0
+
+
+def profile_steps(opt, params, grads, device, steps: int = 10) -> dict:
+    """Kernel launches, host syncs and GPU kernel time per step over ``steps`` steps."""
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            timed_step(opt, params, grads, device)
+    events = prof.key_averages()
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                                                        "cuLaunchKernelEx"))
+    syncs = sum(e.count for e in events if e.key in SYNC_CALLS)
+    kernel_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
+    top = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
+                 key=lambda e: -e.self_device_time_total)[:5]
+    return {"launches_per_step": launches / steps, "syncs_per_step": syncs / steps,
+            "kernel_ms_per_step": kernel_us / 1e3 / steps,
+            "top_kernels": [(e.key[:60], round(e.self_device_time_total / 1e3 / steps, 2)) for e in top]}
+
+
+def time_variant(variant, shape, layers, rank, device, dtype, training: bool, gap: int, profile: bool, **extra):
+    layer_shapes = SHAPES[shape][1]
+    params, grads = make_params(layer_shapes, layers, device, dtype)
+    gap = gap if training else GAP
     if "stagger_refresh" in PROJECTION_DEFAULTS and not variant.startswith(("adamw", "galore-torch")):
-        extra = {"stagger_refresh": False, **extra}
-    opt = make_optimizer(variant, params, [], rank, update_proj_gap=GAP, **extra)
+        extra = {"stagger_refresh": training, **extra}
+    opt = make_optimizer(variant, params, [], rank, update_proj_gap=gap, **extra)
     if opt is None:
         return None
-    times = []
-    for _ in range(2 * GAP):
-        for p, g in zip(params, grads):
-            p.grad = g
-        sync(device)
-        t0 = time.perf_counter()
-        opt.step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    non_refresh = statistics.median(times[1:GAP] + times[GAP + 1:])
-    return {"non_refresh_ms": 1e3 * non_refresh, "refresh_ms": 1e3 * times[GAP]}
+    times = [timed_step(opt, params, grads, device) for _ in range(2 * gap + 1)]
+    if training:  # step 1 builds every subspace (randomized SVD) and the state: not a steady-state step
+        row = {"step_ms": 1e3 * statistics.fmean(times[1:]), "first_step_ms": 1e3 * times[0]}
+    else:
+        row = {"step_ms": 1e3 * statistics.median(times[1:gap] + times[gap + 1:2 * gap]), "refresh_ms": 1e3 * times[gap]}
+    if profile and device.startswith("cuda"):
+        row |= profile_steps(opt, params, grads, device)
+    return row
 
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--layers", type=int, default=22)
-    ap.add_argument("--rank", type=int, default=512)
+    ap.add_argument("--shape", choices=sorted(SHAPES), default="tinyllama")
+    ap.add_argument("--layers", type=int, help="default: the model's")
+    ap.add_argument("--rank", type=int, help="default: 512 (TinyLlama), 128 (SmolLM2)")
+    ap.add_argument("--training", action="store_true", help="staggered refreshes every --gap steps, mean step time")
+    ap.add_argument("--gap", type=int, default=50)
+    ap.add_argument("--profile", action="store_true", help="kernel launches, host syncs, GPU time per step (CUDA)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     ap.add_argument("--out", default="benchmarks/optim/speed.json")
     ap.add_argument("--only", nargs="*", help="run the variants whose label contains one of these strings")
     args = ap.parse_args()
+    layers, _, default_rank = SHAPES[args.shape]
+    layers, rank = args.layers or layers, args.rank or default_rank
     dtype = getattr(torch, args.dtype)
     runs = [("adamw", {}), ("galore-torch GaLoreAdamW", {}), ("galore (ours, one-sided)", {"svd_method": "svd"}),
             ("galore (ours, one-sided)", {"svd_method": "randomized"}),
@@ -61,27 +107,38 @@ def main():
             ("natural-galore two-sided s=20 fp32", {"svd_method": "randomized"})]
     if "power" in METHODS:  # this checkout's optimizer has the warm-started refresh and the TF32 switch
         runs += [("galore (ours, one-sided)", {"svd_method": "power"}),
-                 ("galore (ours, one-sided)", {"svd_method": "power", "tf32": False}),
+                 ("galore (ours, one-sided)", {"svd_method": "power", "tf32": True}),
                  ("natural-galore two-sided s=4 bf16 (default)", {"svd_method": "power"}),
-                 ("natural-galore two-sided s=4 bf16 (default)", {"svd_method": "power", "tf32": False})]
+                 ("natural-galore two-sided s=4 bf16 (default)", {"svd_method": "power", "tf32": True})]
     rows = {}
     for variant, extra in runs:
         label = variant + "".join(f" [{k}={v}]" if k != "svd_method" else f" [{v}]" for k, v in extra.items())
         if args.only and not any(o in label for o in args.only):
             continue
-        r = time_variant(variant, args.layers, args.rank, args.device, dtype, **extra)
+        r = time_variant(variant, args.shape, layers, rank, args.device, dtype, args.training, args.gap, args.profile,
+                         **extra)
         if r is not None:
             rows[label] = r
-    base = rows["adamw"]["non_refresh_ms"]
-    ours = next(r["non_refresh_ms"] for label, r in rows.items() if label.startswith("galore (ours"))
-    print(f"optimizer step, {args.layers} TinyLlama layers, rank {args.rank}, {args.dtype}, {args.device}")
-    print(f"{'variant':<60} {'step ms':>8} {'x AdamW':>8} {'x GaLore':>9} {'refresh ms':>11}  (x GaLore: the first "
-          f"GaLore row)")
+    base = rows["adamw"]["step_ms"]
+    ours = next(r["step_ms"] for label, r in rows.items() if label.startswith("galore (ours"))
+    mode = f"staggered refreshes every {args.gap} steps, mean step" if args.training else "median plain step"
+    print(f"optimizer step, {layers} {args.shape} layers, rank {rank}, {args.dtype}, {args.device}, {mode}")
+    last = "first step ms" if args.training else "refresh ms"
+    print(f"{'variant':<58} {'step ms':>8} {'x AdamW':>8} {'x GaLore':>9} {last:>13}"
+          + (f" {'launches':>9} {'syncs':>6} {'GPU ms':>7}" if args.profile else "") + "  (x GaLore: the first GaLore row)")
     for label, r in rows.items():
-        print(f"{label:<60} {r['non_refresh_ms']:>8.1f} {r['non_refresh_ms'] / base:>8.2f} "
-              f"{r['non_refresh_ms'] / ours:>9.2f} {r['refresh_ms']:>11.1f}")
+        line = (f"{label:<58} {r['step_ms']:>8.1f} {r['step_ms'] / base:>8.2f} {r['step_ms'] / ours:>9.2f} "
+                f"{r.get('first_step_ms', r.get('refresh_ms')):>13.1f}")
+        if "launches_per_step" in r:
+            line += f" {r['launches_per_step']:>9.0f} {r['syncs_per_step']:>6.1f} {r['kernel_ms_per_step']:>7.1f}"
+        print(line)
+    if args.profile:
+        for label, r in rows.items():
+            if "top_kernels" in r:
+                print(f"{label}: " + "; ".join(f"{k} {ms} ms" for k, ms in r["top_kernels"]))
     with open(args.out, "w") as fh:
-        json.dump({"layers": args.layers, "rank": args.rank, "device": args.device, "results": rows}, fh, indent=2)
+        json.dump({"shape": args.shape, "layers": layers, "rank": rank, "device": args.device,
+                   "training": args.training, "gap": args.gap if args.training else GAP, "results": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

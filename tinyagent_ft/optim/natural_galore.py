@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 
 from .natural import warn_once, woodbury_natural
-from .projector import METHODS, SIDES, compute_projectors, project, project_back, sides_for
+from .projector import METHODS, SIDES, add_projected_back, compute_projectors, project, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -157,12 +157,13 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             torch._foreach_div_(denom, bc2**0.5)
             torch._foreach_add_(denom, group["eps"])
             updates = torch._foreach_div(exp_avg, denom)
-            if projected:
-                updates = [project_back(u, st.get("P"), st.get("Q")) for u, st in zip(updates, states)]
-                torch._foreach_mul_(updates, group["scale"])
             if group["weight_decay"]:
                 torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
-            torch._foreach_add_(ps, [u.to(p.dtype) for u, p in zip(updates, ps)], alpha=-lr / bc1)
+            if projected:  # back-projected straight into each weight: no full-size update tensor
+                for p, u, st in zip(ps, updates, states):
+                    add_projected_back(p, u, st.get("P"), st.get("Q"), -lr * group["scale"] / bc1)
+            else:
+                torch._foreach_add_(ps, [u.to(p.dtype) for u, p in zip(updates, ps)], alpha=-lr / bc1)
             for st in states:
                 st["step"] = step
 
@@ -181,12 +182,12 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         return (step - 1 - self._refresh_offset.get(p, 0)) % group["update_proj_gap"] == 0 or ("P" not in st and "Q" not in st)
 
     def _refresh(self, p, group, grad, state) -> None:
-        if not torch.isfinite(grad).all():
-            return  # the update is skipped; the next finite gradient refreshes instead
-        if self.cholesky_fallbacks:
+        previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
+        if previous is None and not torch.isfinite(grad).all():
+            return  # the update is skipped; the next finite gradient builds the first subspace
+        if p is group["params"][0] and self.cholesky_fallbacks:  # a host sync: once per refresh round
             warn_once("cholesky-fallbacks", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and used the "
                                   "plain projected gradient; consider a larger damping")
-        previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
         P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
         if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             for t in (P, Q):  # identical subspaces on every rank, whatever each SVD kernel returned

@@ -38,23 +38,24 @@ def randomized_svd(A: torch.Tensor, rank: int, oversample: int = 8, niter: int =
 
 
 def top_singular_vectors(G: torch.Tensor, rank: int, method: str, need_left: bool, need_right: bool):
-    """(U[:, :r] or None, Vh[:r] or None) of G in fp32; raises on failure or non-finite output."""
+    """(U[:, :r] or None, Vh[:r] or None) of G in fp32."""
     A = G.float()
     if method == "randomized":
         U, Vh = randomized_svd(A, rank)
     else:
         U, S, Vh = torch.linalg.svd(A, full_matrices=False)
         U, Vh = U[:, :rank], Vh[:rank]
-    if not (torch.isfinite(U).all() and torch.isfinite(Vh).all()):
-        raise torch.linalg.LinAlgError("non-finite singular vectors")
     return (U.contiguous() if need_left else None), (Vh.contiguous() if need_right else None)
 
 
 def _orthonormal(Y: torch.Tensor) -> torch.Tensor:
-    Q = torch.linalg.qr(Y).Q
-    if not torch.isfinite(Q).all():
-        raise torch.linalg.LinAlgError("non-finite subspace iteration")
-    return Q
+    return torch.linalg.qr(Y).Q
+
+
+def _check_finite(*tensors) -> None:
+    """One host sync for all of them: raises when any entry is not finite."""
+    if not bool(torch.stack([torch.isfinite(t).all() for t in tensors if t is not None]).all()):
+        raise torch.linalg.LinAlgError("non-finite subspace")
 
 
 def subspace_iteration(G: torch.Tensor, previous: tuple, need_left: bool, need_right: bool):
@@ -86,6 +87,7 @@ def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previ
                 P, Q = subspace_iteration(G, previous, left, right)
             else:
                 P, Q = top_singular_vectors(G, rank, m, left, right)
+            _check_finite(P, Q)
             return (P.to(dtype) if P is not None else None), (Q.to(dtype) if Q is not None else None)
         except (torch.linalg.LinAlgError, RuntimeError) as exc:
             if previous is not None and (previous[0] is not None or previous[1] is not None):
@@ -96,10 +98,36 @@ def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previ
 
 
 def project(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
-    R = G if P is None else P.to(G.dtype).T @ G
-    return R if Q is None else R @ Q.to(G.dtype).T
+    """P^T G Q^T with the side that shrinks more reduced first (fewer flops when both are projected)."""
+    P, Q = (P if P is None else P.to(G.dtype)), (Q if Q is None else Q.to(G.dtype))
+    if P is not None and (Q is None or G.shape[0] >= G.shape[1]):
+        R = P.T @ G
+        return R if Q is None else R @ Q.T
+    R = G if Q is None else G @ Q.T
+    return R if P is None else P.T @ R
 
 
 def project_back(R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
     G = R if Q is None else R @ Q.to(R.dtype)
     return G if P is None else P.to(R.dtype) @ G
+
+
+def add_projected_back(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
+                       alpha: float) -> None:
+    """W += alpha * P R Q in place. For a weight of R's dtype the last product accumulates straight into W
+    (one GEMM, no full-size update tensor); otherwise the update is built in R's dtype and cast once."""
+    if W.dtype != R.dtype:
+        W.add_(project_back(R, P, Q).to(W.dtype), alpha=alpha)
+        return
+    P, Q = (P if P is None else P.to(R.dtype)), (Q if Q is None else Q.to(R.dtype))
+    if P is not None and Q is not None:  # the small product first: r x n or m x r, whichever is smaller
+        if W.shape[1] <= W.shape[0]:
+            W.addmm_(P, R @ Q, alpha=alpha)
+        else:
+            W.addmm_(P @ R, Q, alpha=alpha)
+    elif P is not None:
+        W.addmm_(P, R, alpha=alpha)
+    elif Q is not None:
+        W.addmm_(R, Q, alpha=alpha)
+    else:
+        W.add_(R, alpha=alpha)
