@@ -50,6 +50,41 @@ def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path
         assert all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(stock_grads, grads))
 
 
+def test_system_prompt_without_gradient_keeps_the_loss(synth_dir, tmp_path):
+    """system_prompt_gradient=False: the system prompt comes from a no-grad cache and backward starts at
+    the user's turn; the loss is the same number, every weight still gets a gradient, a different one
+    (the part through the system prompt's activations is gone), and it still points downhill."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, DataCollatorForSeq2Seq, TrainingArguments
+
+    from tinyagent_ft.models import resolve_model
+    from tinyagent_ft.prompt import PromptBuilder, PromptSettings
+    from tinyagent_ft.samples import build_samples
+    path = resolve_model("tiny-random")
+    tok = AutoTokenizer.from_pretrained(path)
+    examples = load_dataset(synth_dir, "train").examples[:3]
+    samples, _ = build_samples(examples, tok, PromptBuilder(PromptSettings(num_examples=1)),
+                               [sorted(e.tools) for e in examples], 2048, mark_query=True)
+    for s in samples:  # the user's turn starts with its "Question:" line, after the system prompt
+        assert tok.decode(s["input_ids"][s["query_start"]:]).lstrip().startswith("Question: ")
+        assert s["labels"][s["query_start"]] == -100 and 0 < s["query_start"]
+    batch = DataCollatorForSeq2Seq(tok, padding=True, label_pad_token_id=-100)(samples)
+    n = (batch["labels"][:, 1:] != -100).sum()
+    results = []
+    for system_prompt_gradient in (True, False):
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+        trainer = Lean(model=model, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True))
+        trainer.system_prompt_gradient = system_prompt_gradient
+        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n)
+        loss.backward()
+        results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    (full, full_grads), (cached, cached_grads) = results
+    assert torch.allclose(full, cached, rtol=1e-5)
+    assert all(g.abs().sum() > 0 for g in cached_grads)
+    assert not all(torch.allclose(a, b, rtol=1e-4, atol=1e-7) for a, b in zip(full_grads, cached_grads))
+    flat = lambda gs: torch.cat([g.flatten() for g in gs])  # noqa: E731
+    assert torch.dot(flat(full_grads), flat(cached_grads)) > 0
+
+
 def test_plan_only_loss_runs_under_the_trainers_mixed_precision(synth_dir, tmp_path):
     """The Trainer's bf16 autocast wraps model.forward, which the plan-only path skips: the decoder must
     still compute in bf16 (fp32 on CPU is 2-3x slower; on CUDA bf16 attention kernels met fp32 weights)."""

@@ -2,7 +2,8 @@
 import torch
 
 from tinyagent_ft.planner import Planner
-from tinyagent_ft.prefill import cache_argument, prefill_cache, supports_unpadded_prefill
+from tinyagent_ft.models import cache_argument
+from tinyagent_ft.prefill import prefill_cache, supports_unpadded_prefill
 
 
 def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:

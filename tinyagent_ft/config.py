@@ -95,6 +95,9 @@ class TrainingConfig(Section):
     pack_tokens: int | None = Field(None, ge=64, description="tokens per packed micro-batch "
                                                              "(default: batch_size x mean sample length)")
     grad_accum: int = Field(8, ge=1)
+    system_prompt_gradient: bool = Field(True, description="false: the system prompt (tools, instructions, examples) "
+                                                           "runs without autograd, backward covers the query and plan "
+                                                           "(an approximation; padded batches, no gradient checkpointing)")
     warmup_ratio: float = Field(0.03, ge=0, lt=1)
     lr_scheduler: Literal["cosine", "linear", "constant", "constant_with_warmup", "cosine_with_restarts",
                           "polynomial", "inverse_sqrt"] = "cosine"
@@ -130,6 +133,9 @@ class TrainConfig(Section):
         if t.pack_tokens is not None and t.pack_tokens < self.data.max_length:
             raise ValueError(f"training.pack_tokens ({t.pack_tokens}) must be at least data.max_length "
                              f"({self.data.max_length}) so that every sample fits in a micro-batch")
+        if not t.system_prompt_gradient and (t.packing is True or self.model.gradient_checkpointing):
+            raise ValueError("training.system_prompt_gradient=false reads the system prompt from a cache: it needs "
+                             "padded batches (training.packing=false) and model.gradient_checkpointing=false")
         return self
 
 

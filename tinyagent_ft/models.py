@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 from pathlib import Path
 
@@ -106,3 +107,8 @@ def load_tokenizer(name_or_path: str):
     if name_or_path == "smollm2-135m":
         return AutoTokenizer.from_pretrained(smollm2_tokenizer_dir())
     return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+
+
+def cache_argument(model) -> str:
+    """The name the model's forward gives its cache (``cache`` in recent transformers)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"

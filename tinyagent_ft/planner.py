@@ -21,8 +21,9 @@ from eval.plan import END_OF_PLAN
 from .catalog import Catalog
 from .devices import pick_device, pick_dtype
 from .memory import generation_heap
+from .models import cache_argument
 from .planner_folder import folder_retrievers, read_prompt_settings
-from .prefill import cache_argument, prefill_cache, supports_unpadded_prefill
+from .prefill import prefill_cache, supports_unpadded_prefill
 from .prompt import PromptBuilder, render, sample_prompt_tools
 from .samples import prompt_ids
 

@@ -8,9 +8,9 @@ are its own, as with padding, because a Llama-style cache holds keys after their
 """
 from __future__ import annotations
 
-import inspect
-
 import torch
+
+from .models import cache_argument
 
 
 def supports_unpadded_prefill(model) -> bool:
@@ -22,11 +22,6 @@ def supports_unpadded_prefill(model) -> bool:
     except (TypeError, ValueError):
         return False
     return all(type(layer).__name__ == "DynamicLayer" for layer in cache.layers)
-
-
-def cache_argument(model) -> str:
-    """The name the model's forward gives its cache (``cache`` in recent transformers)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 @torch.inference_mode()

@@ -6,7 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .data import Example
-from .prompt import PromptBuilder, render, sample_prompt_tools
+from .prompt import PromptBuilder, render, sample_prompt_tools, user_message
 
 IGNORE = -100
 
@@ -45,10 +45,12 @@ def training_tools(examples: Sequence[Example], mode: str, negatives: int, build
 
 
 def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder, tools: Sequence[Sequence[str]],
-                  max_length: int, progress: Callable[[int], None] | None = None, chunk: int = 256
-                  ) -> tuple[list[dict], SampleStats]:
+                  max_length: int, progress: Callable[[int], None] | None = None, chunk: int = 256,
+                  mark_query: bool = False) -> tuple[list[dict], SampleStats]:
     """Tokenized samples with labels on the plan only. Over-long samples lose in-context examples
-    one at a time; a sample that is too long with none is dropped and counted, never cut mid-plan."""
+    one at a time; a sample that is too long with none is dropped and counted, never cut mid-plan.
+    ``mark_query``: each sample also holds ``query_start``, the index of the user turn's first token
+    (everything before it is the system prompt: tools, instructions, in-context examples)."""
     stats, samples = SampleStats(), []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     k = builder.settings.num_examples
@@ -58,14 +60,16 @@ def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder
                                   [e.id for e in part])
         for e, t, system in zip(part, part_tools, systems):
             target = tokenizer(e.plan, add_special_tokens=False)["input_ids"] + eos
-            ids = prompt_ids(tokenizer, render(system, e.query, tokenizer))
+            text = render(system, e.query, tokenizer)
+            ids = prompt_ids(tokenizer, text)
             shortened = False
             for fewer in range(k - 1, -1, -1):
                 if len(ids) + len(target) <= max_length:
                     break
                 shortened = True
                 system = builder.systems([e.query], [t], [e.date], [e.id], fewer)[0]
-                ids = prompt_ids(tokenizer, render(system, e.query, tokenizer))
+                text = render(system, e.query, tokenizer)
+                ids = prompt_ids(tokenizer, text)
             if len(ids) + len(target) > max_length:
                 stats.dropped_too_long += 1
                 continue
@@ -73,6 +77,8 @@ def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder
             stats.built += 1
             stats.prompt_tokens.append(len(ids))
             samples.append({"input_ids": ids + target, "labels": [IGNORE] * len(ids) + target})
+            if mark_query:
+                samples[-1]["query_start"] = len(prompt_ids(tokenizer, text[:text.rfind(user_message(e.query))]))
         if progress:
             progress(len(part))
     return samples, stats

@@ -199,9 +199,9 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
     evaluation that plans the validation queries and scores them (``eval_success_rate`` picks the best
     checkpoint), and the layer-wise optimizer's own gradient norm in the logs."""
 
-    def __init__(self, *args, validation: Validation, **kwargs):
+    def __init__(self, *args, validation: Validation, system_prompt_gradient: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
-        self.validation = validation
+        self.validation, self.system_prompt_gradient = validation, system_prompt_gradient
         optimizer = (kwargs.get("optimizers") or (None,))[0]
         self.layerwise = optimizer if isinstance(optimizer, LayerwiseOptimizer) else None
         if self.layerwise is not None:  # the Trainer also ends a step at an epoch's last micro-batch
@@ -313,6 +313,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index, catalog)
     packing = device == "cuda" if t.packing == "auto" else t.packing
+    if packing and not t.system_prompt_gradient:
+        raise ConfigError("training.system_prompt_gradient=false needs padded batches: set training.packing=false")
     varlen = packing and device == "cuda" and varlen_available()
     model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
@@ -321,7 +323,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     with progress_bar() as bar:
         task = bar.add_task("prompts", total=len(train_examples))
         samples, stats = build_samples(train_examples, tok, builder, tools, cfg.data.max_length,
-                                       lambda n: bar.advance(task, n))
+                                       lambda n: bar.advance(task, n), mark_query=not t.system_prompt_gradient)
     log(f"samples: {stats.summary()}")
     if not samples:
         raise ConfigError(f"data.max_length={cfg.data.max_length}: no training sample fits; raise it")
@@ -340,6 +342,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     trainer = PlannerTrainer(model=model, args=training_arguments(cfg, out, micro_batch, eval_every, device, packing),
                              train_dataset=train_data, eval_dataset=val_examples, data_collator=collator,
                              optimizers=(optimizer, scheduler), validation=validation,
+                             system_prompt_gradient=t.system_prompt_gradient,
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)]
                              + ([TrimHeapEachStep()] if device == "cpu" else []))
     from transformers.trainer_callback import PrinterCallback
