@@ -61,6 +61,27 @@ class PlanOnlyLoss:
         return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
 
 
+class CudaPhasePeaks:
+    """Peak allocated CUDA memory of each phase of training, kept over the run: forward (the loss), backward
+    (with clipping), optimizer step, validation. ``end(phase)`` closes a phase, whose peak is the peak since
+    the previous one closed; ``end(None)`` discards a stretch (model loading, bookkeeping between phases)."""
+
+    PHASES = ("forward", "backward", "optimizer_step", "validation")
+
+    def __init__(self):
+        self.gib = dict.fromkeys(self.PHASES, 0.0)
+
+    def end(self, phase: str | None) -> None:
+        import torch
+        if phase is not None:
+            self.gib[phase] = max(self.gib[phase], torch.cuda.max_memory_allocated() / 2**30)
+        torch.cuda.reset_peak_memory_stats()
+
+    @property
+    def peak(self) -> float:
+        return max(self.gib.values())
+
+
 _M_MMAP_THRESHOLD = -3
 _TRAINING_MMAP, _GENERATION_MMAP = 4 << 20, 32 << 20
 # oneDNN keeps up to 1,024 compiled bf16 matmuls by default, each with its scratch memory, one per input

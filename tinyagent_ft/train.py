@@ -23,7 +23,7 @@ from .config import ConfigError, TrainConfig
 from .console import progress_bar
 from .data import load_dataset
 from .devices import bf16_supported, pick_device, pick_dtype
-from .memory import PlanOnlyLoss, trim_heap
+from .memory import CudaPhasePeaks, PlanOnlyLoss, trim_heap
 from .monitor import TrainingMonitor
 from .optim import LayerwiseOptimizer, state_bytes
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
@@ -197,18 +197,34 @@ class Validation:
 class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
     """The HF Trainer for planners: loss on plan tokens only, atomic checkpoints, tied weights kept tied,
     evaluation that plans the validation queries and scores them (``eval_success_rate`` picks the best
-    checkpoint), and the layer-wise optimizer's own gradient norm in the logs."""
+    checkpoint), the layer-wise optimizer's own gradient norm in the logs, and on CUDA the peak memory of each
+    phase (forward here, backward after ``training_step``, the rest in ``OptimizerStepPeaks``)."""
 
-    def __init__(self, *args, validation: Validation, system_prompt_gradient: bool = True, **kwargs):
+    def __init__(self, *args, validation: Validation, system_prompt_gradient: bool = True,
+                 phase_peaks: CudaPhasePeaks | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.validation, self.system_prompt_gradient = validation, system_prompt_gradient
+        self.validation, self.system_prompt_gradient, self.phase_peaks = validation, system_prompt_gradient, phase_peaks
         optimizer = (kwargs.get("optimizers") or (None,))[0]
         self.layerwise = optimizer if isinstance(optimizer, LayerwiseOptimizer) else None
         if self.layerwise is not None:  # the Trainer also ends a step at an epoch's last micro-batch
             self.layerwise.ends_step = lambda: self.accelerator.sync_gradients
 
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+        if self.phase_peaks is not None:
+            self.phase_peaks.end("forward")
+        return out
+
+    def training_step(self, *args, **kwargs):
+        loss = super().training_step(*args, **kwargs)
+        if self.phase_peaks is not None:
+            self.phase_peaks.end("backward")
+        return loss
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         v, model = self.validation, self.model
+        if self.phase_peaks is not None:
+            self.phase_peaks.end(None)
         was_training = model.training
         start = time.perf_counter()
         results = Planner(model, v.tokenizer, v.builder).generate(
@@ -221,6 +237,8 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         seconds = time.perf_counter() - start
         v.seconds, v.runs = v.seconds + seconds, v.runs + 1
         metrics[f"{metric_key_prefix}_seconds"] = round(seconds, 1)
+        if self.phase_peaks is not None:
+            self.phase_peaks.end("validation")
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -229,6 +247,22 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         if self.layerwise is not None:  # gradients were consumed, and clipped, in backward
             return self.layerwise.grad_norm()
         return super()._get_grad_norm(model, grad_norm)
+
+
+class OptimizerStepPeaks(TrainerCallback):
+    """Closes the phases the Trainer runs between its callbacks: clipping ends backward, then the step."""
+
+    def __init__(self, peaks: CudaPhasePeaks):
+        self.peaks = peaks
+
+    def on_train_begin(self, args, state, control, **kw):
+        self.peaks.end(None)  # model loading and set-up
+
+    def on_pre_optimizer_step(self, args, state, control, **kw):
+        self.peaks.end("backward")
+
+    def on_optimizer_step(self, args, state, control, **kw):
+        self.peaks.end("optimizer_step")
 
 
 class TrimHeapEachStep(TrainerCallback):
@@ -339,12 +373,14 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         total = t.max_steps if t.max_steps > 0 else optimizer_steps(len(train_data), micro_batch, t.grad_accum,
                                                                      world_size(), t.epochs)
         scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
+    phase_peaks = CudaPhasePeaks() if device == "cuda" else None
     trainer = PlannerTrainer(model=model, args=training_arguments(cfg, out, micro_batch, eval_every, device, packing),
                              train_dataset=train_data, eval_dataset=val_examples, data_collator=collator,
                              optimizers=(optimizer, scheduler), validation=validation,
-                             system_prompt_gradient=t.system_prompt_gradient,
+                             system_prompt_gradient=t.system_prompt_gradient, phase_peaks=phase_peaks,
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)]
-                             + ([TrimHeapEachStep()] if device == "cpu" else []))
+                             + ([TrimHeapEachStep()] if device == "cpu" else [])
+                             + ([OptimizerStepPeaks(phase_peaks)] if phase_peaks else []))
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
     checkpoint = latest_complete(out, log) if resume == "auto" else resume
@@ -364,7 +400,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                "validation": {"runs": validation.runs, "seconds": round(validation.seconds, 1),
                               "share_of_train_time": round(validation.seconds / seconds, 3) if seconds else None},
                "optimizer_state_bytes": state_bytes(trainer.optimizer), "packing": packing_info, "fused_kernels": kernels,
-               "peak_memory_gb": (torch.cuda.max_memory_allocated() / 2**30) if device == "cuda" else None}
+               "peak_memory_gb": phase_peaks.peak if phase_peaks else None,
+               "peak_memory_gb_by_phase": {k: round(v, 2) for k, v in phase_peaks.gib.items()} if phase_peaks else None}
     if trainer.is_world_process_zero():
         save_planner(trainer.model, tok, cfg, settings, catalog, out / MODEL_DIR, {"training": summary})
         if (out / METRICS_FILE).is_file():
