@@ -66,7 +66,6 @@ compare)
   python3 -m tinyagent_ft train -c configs/smollm2-compare.yaml model.name=/tmp/smollm2-random data.path=/tmp/synth \
     data.max_train=64 eval.subset=2 eval.max_new_tokens=24 training.output_dir=/tmp/cmp-warmup > /tmp/cmp-warmup.log 2>&1 \
     || { echo "warm-up run failed (the first run may include kernel compilation):"; tail -5 /tmp/cmp-warmup.log; }
-  [ -f /tmp/synth/train.json ] || python3 -m tinyagent_ft data synth --out /tmp/synth --n 6000 --seed 0 > /dev/null
   for run in ${RUNS:-adamw:optimizer.name=adamw galore:optimizer.name=galore natural_galore:optimizer.name=natural_galore}; do
     name=${run%%:*}; overrides=${run#*:}
     python3 -m tinyagent_ft train -c configs/smollm2-compare.yaml model.name=/tmp/smollm2-random data.path=/tmp/synth \

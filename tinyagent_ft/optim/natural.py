@@ -31,8 +31,8 @@ def woodbury_natural(H: torch.Tensor, gram: torch.Tensor, col: int, damping: tor
     L, info = torch.linalg.cholesky_ex(gram + damping[:, None, None] * eye)
     e = torch.zeros(gram.shape[0], count, 1, dtype=torch.float32, device=gram.device)
     e[:, col, 0] = 1.0
-    # two triangular solves, not cholesky_solve: CUDA runs a batched cholesky_solve through MAGMA, which
-    # syncs with the host; triangular solves are batched cuBLAS kernels
+    # two triangular solves (batched cuBLAS kernels) rather than cholesky_solve, whose batched CUDA path goes
+    # through MAGMA: with them the step has no more host syncs than GaLore's (H100, speed.py --profile)
     z = torch.linalg.solve_triangular(L, e, upper=False)
     y = torch.linalg.solve_triangular(L.mT, z, upper=True)  # B x s x 1
     return torch.bmm(y.transpose(1, 2).to(H.dtype), H).squeeze(1).float(), info > 0
