@@ -1,8 +1,8 @@
 """Unpadded prefill (CPU): the stacked per-prompt cache decodes as the padded batch does."""
 import torch
 
-from tinyagent_ft.planner import Planner
 from tinyagent_ft.models import cache_argument
+from tinyagent_ft.planner import Planner
 from tinyagent_ft.prefill import prefill_cache, supports_unpadded_prefill
 
 
@@ -39,7 +39,6 @@ def test_planner_plans_are_the_same_with_and_without_unpadded_prefill():
     padded = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
     assert unpadded == padded
     assert all(p.rstrip().endswith("<END_OF_PLAN>") for p in unpadded)
-
 
 
 def test_models_with_sliding_window_attention_keep_padded_prefill():

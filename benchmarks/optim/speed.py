@@ -65,8 +65,7 @@ def profile_steps(opt, params, grads, device, steps: int = 10) -> dict:
             "top_kernels": [(e.key[:60], round(e.self_device_time_total / 1e3 / steps, 2)) for e in top]}
 
 
-def time_variant(variant, shape, layers, rank, device, dtype, training: bool, gap: int, profile: bool, **extra):
-    layer_shapes = SHAPES[shape][1]
+def time_variant(variant, layer_shapes, layers, rank, device, dtype, training: bool, gap: int, profile: bool, **extra):
     params, grads = make_params(layer_shapes, layers, device, dtype)
     gap = gap if training else GAP
     if "stagger_refresh" in PROJECTION_DEFAULTS and not variant.startswith(("adamw", "galore-torch")):
@@ -97,7 +96,7 @@ def main():
     ap.add_argument("--out", default="benchmarks/optim/speed.json")
     ap.add_argument("--only", nargs="*", help="run the variants whose label contains one of these strings")
     args = ap.parse_args()
-    layers, _, default_rank = SHAPES[args.shape]
+    layers, layer_shapes, default_rank = SHAPES[args.shape]
     layers, rank = args.layers or layers, args.rank or default_rank
     dtype = getattr(torch, args.dtype)
     runs = [("adamw", {}), ("galore-torch GaLoreAdamW", {}), ("galore (ours, one-sided)", {"svd_method": "svd"}),
@@ -115,7 +114,7 @@ def main():
         label = variant + "".join(f" [{k}={v}]" if k != "svd_method" else f" [{v}]" for k, v in extra.items())
         if args.only and not any(o in label for o in args.only):
             continue
-        r = time_variant(variant, args.shape, layers, rank, args.device, dtype, args.training, args.gap, args.profile,
+        r = time_variant(variant, layer_shapes, layers, rank, args.device, dtype, args.training, args.gap, args.profile,
                          **extra)
         if r is not None:
             rows[label] = r
