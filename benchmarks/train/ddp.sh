@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Two GPUs of one host through torchrun (NCCL): tokens/s against one GPU in the same call, loss curves at
+# Two GPUs of one host through torchrun (NCCL): tokens/s against one GPU in the same call (16-sample micro-batches: 16 x 2 on one GPU, 16 x 1 per rank on two), loss curves at
 # the same effective batch, and the rank-consistency check of tests/ddp_optim_worker.py on NCCL.
 #   bash benchmarks/train/ddp.sh OUT [MAX_TRAIN]     (SKIP_CONSISTENCY=1: throughput runs only)
 # Offline: needs the SmolLM2 tokenizer folder in .gpu/tok and, where the machine lacks them, wheels in
@@ -8,8 +8,9 @@ set -euo pipefail
 out=${1:?OUT}; max_train=${2:-2560}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
-if compgen -G ".gpu/whl/*.whl" > /dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl
+if compgen -G ".gpu/whl/*.whl" > /dev/null; then  # liger-kernel too where .gpu/liger has it
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .gpu/whl/*.whl \
+    $(compgen -G ".gpu/liger/*.whl" || true)
   export PYTHONPATH=/tmp/site
 fi
 site=${PYTHONPATH:-}
@@ -39,11 +40,11 @@ fi
 python3 benchmarks/train/throughput.py --random-model /tmp/smollm2-random --tokenizer .gpu/tok > /dev/null
 python3 -m tinyagent_ft data synth --out /tmp/synth --n 6000 --seed 0 > /dev/null
 common="-c configs/smollm2-compare.yaml model.name=/tmp/smollm2-random data.path=/tmp/synth data.max_train=$max_train
-        eval.subset=16 eval.max_new_tokens=64 training.batch_size=8"
+        eval.subset=16 eval.max_new_tokens=64 training.batch_size=16"
 for opt in adamw natural_galore; do
-  CUDA_VISIBLE_DEVICES=0 python3 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=4 \
+  CUDA_VISIBLE_DEVICES=0 python3 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=2 \
     training.output_dir=/tmp/ddp-1gpu-$opt > "$out/1gpu-$opt.log" 2>&1 || { tail -30 "$out/1gpu-$opt.log"; exit 1; }
-  torchrun --standalone --nproc_per_node 2 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=2 \
+  torchrun --standalone --nproc_per_node 2 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=1 \
     training.output_dir=/tmp/ddp-2gpu-$opt > "$out/2gpu-$opt.log" 2>&1 || { tail -30 "$out/2gpu-$opt.log"; exit 1; }
   for g in 1gpu 2gpu; do
     cp /tmp/ddp-$g-$opt/summary.json "$out/$g-$opt.summary.json"; cp /tmp/ddp-$g-$opt/metrics.jsonl "$out/$g-$opt.metrics.jsonl"
