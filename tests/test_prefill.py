@@ -1,9 +1,10 @@
-"""Unpadded prefill (CPU): the stacked per-prompt cache decodes as the padded batch does."""
+"""The planner's decoding cache: reserved buffers and the unpadded prefill (CPU) decode as transformers' own
+cache and the padded batch do."""
 import torch
 
 from tinyagent_ft.models import cache_argument
 from tinyagent_ft.planner import Planner
-from tinyagent_ft.prefill import prefill_cache, supports_unpadded_prefill
+from tinyagent_ft.prefill import prefill_cache, supports_plain_cache
 
 
 def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,7 +18,7 @@ def _left_padded(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.T
 def test_prefilled_cache_gives_the_padded_batch_next_token_logits():
     planner = Planner.from_pretrained("tiny-random", device="cpu", dtype="float32")
     model = planner.model
-    assert supports_unpadded_prefill(model) and planner.unpadded_prefill
+    assert supports_plain_cache(model) and planner.unpadded_prefill
     gen = torch.Generator().manual_seed(0)
     rows = [torch.randint(5, 1000, (n,), generator=gen).tolist() for n in (37, 5, 90)]
     ids, mask = _left_padded(rows, pad=0)
@@ -30,14 +31,16 @@ def test_prefilled_cache_gives_the_padded_batch_next_token_logits():
     torch.testing.assert_close(stepped, padded, rtol=1e-4, atol=1e-4)
 
 
-def test_planner_plans_are_the_same_with_and_without_unpadded_prefill():
+def test_planner_plans_are_the_same_with_unpadded_prefill_reserved_cache_and_transformers_cache():
     planner = Planner.from_pretrained("tiny-random", device="cpu", dtype="float32")
     queries = ["Text Ana that I'm running late", "Open the note Gift Ideas",
                "Email Bob the quarterly report and remind me on Friday at 9am to follow up with him"]
     unpadded = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
     planner.unpadded_prefill = False
     padded = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
-    assert unpadded == padded
+    planner.reserved_cache = False
+    dynamic = [r.text for r in planner.generate(queries, max_new_tokens=64, batch_size=3)]
+    assert unpadded == padded == dynamic
     assert all(p.rstrip().endswith("<END_OF_PLAN>") for p in unpadded)
 
 
@@ -46,4 +49,14 @@ def test_models_with_sliding_window_attention_keep_padded_prefill():
     model = AutoModelForCausalLM.from_config(MistralConfig(
         hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
         vocab_size=100, sliding_window=16))
-    assert not supports_unpadded_prefill(model)
+    assert not supports_plain_cache(model)
+
+
+def test_reserved_layer_grows_past_its_capacity_and_keeps_what_it_held():
+    from tinyagent_ft.prefill import ReservedLayer
+    layer, parts = ReservedLayer(capacity=4), [torch.randn(2, 3, n, 8) for n in (3, 1, 5)]
+    for part in parts:
+        keys, values = layer.update(part, -part)
+    assert layer.get_seq_length() == 9 and layer.capacity >= 9
+    torch.testing.assert_close(keys, torch.cat(parts, dim=2))
+    torch.testing.assert_close(values, -torch.cat(parts, dim=2))

@@ -23,7 +23,7 @@ from .devices import pick_device, pick_dtype
 from .memory import generation_heap
 from .models import cache_argument
 from .planner_folder import folder_retrievers, read_prompt_settings
-from .prefill import prefill_cache, supports_unpadded_prefill
+from .prefill import prefill_cache, reserved_cache, supports_plain_cache
 from .prompt import PromptBuilder, render, sample_prompt_tools
 from .samples import prompt_ids
 
@@ -65,8 +65,10 @@ class Planner:
         self.oracle_negatives: int | None = None
         self.max_new_tokens = 256  # what plan() generates at most (the longest synthetic plans are ~190 tokens)
         self.constrain = True  # grammar-constrained decoding wherever plans are generated
-        # CPU batches prefill one prompt at a time, without padding (see prefill.py)
-        self.unpadded_prefill = next(model.parameters()).device.type == "cpu" and supports_unpadded_prefill(model)
+        # decoding writes into a cache reserved for prompt and plan; CPU batches prefill one prompt at a time,
+        # without padding (see prefill.py)
+        self.reserved_cache = supports_plain_cache(model)
+        self.unpadded_prefill = next(model.parameters()).device.type == "cpu" and self.reserved_cache
         self._rng = random.Random(0)
         self.stats = {"plans": 0, "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0,
                       "constrained": 0, "forced_endings": 0, "constraint_seconds": 0.0, "ending_failures": 0}
@@ -112,7 +114,9 @@ class Planner:
         return [render(s, q, self.tokenizer) for s, q in zip(systems, queries)], [list(t) for t in tools]
 
     def _encode(self, texts: list[str]) -> dict:
-        ids = [prompt_ids(self.tokenizer, t) for t in texts]
+        return self._batch([prompt_ids(self.tokenizer, t) for t in texts])
+
+    def _batch(self, ids: list[list[int]]) -> dict:
         width = max(map(len, ids))
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids])  # left padding
@@ -130,6 +134,15 @@ class Planner:
         if temperature >= MIN_TEMPERATURE:
             return kw | dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         return kw | dict(do_sample=False, temperature=None, top_p=None, top_k=None)
+
+    def _cache(self, enc: dict, max_new_tokens: int) -> dict:
+        """The ``generate`` argument of the cache to decode with (none: transformers' default)."""
+        if not self.reserved_cache:
+            return {}
+        ids, capacity = enc["input_ids"], enc["input_ids"].shape[1] + max_new_tokens
+        if self.unpadded_prefill and len(ids) > 1 and int(enc["attention_mask"].sum(1).min()) > 1:
+            return {cache_argument(self.model): prefill_cache(self.model, **enc, capacity=capacity)}
+        return {cache_argument(self.model): reserved_cache(self.model, capacity)}
 
     def _constraint(self, tools: Sequence[Sequence[str]], enc: dict, max_new_tokens: int, constrain: bool | None):
         """The grammar's logits processor for one batch, or None when decoding is free."""
@@ -154,25 +167,29 @@ class Planner:
 
     def _generate(self, texts: list[str], shown: list[list[str]], max_new_tokens: int, batch_size: int,
                   temperature: float, max_time: float | None, constrain: bool | None) -> list[PlanResult]:
-        results = []
         start = time.perf_counter()
-        for i in range(0, len(texts), batch_size):
-            enc = self._encode(texts[i:i + batch_size])
-            constraint = self._constraint(shown[i:i + batch_size], enc, max_new_tokens, constrain)
+        ids = [prompt_ids(self.tokenizer, t) for t in texts]
+        # a batch decodes until its longest plan ends; prompts of similar length tend to have plans of similar
+        # length (tools shown, example), so batching them together saves ~15% of decoding steps
+        order = sorted(range(len(ids)), key=lambda j: len(ids[j]))
+        results: list[PlanResult | None] = [None] * len(ids)
+        for i in range(0, len(order), batch_size):
+            rows = order[i:i + batch_size]
+            enc = self._batch([ids[j] for j in rows])
+            constraint = self._constraint([shown[j] for j in rows], enc, max_new_tokens, constrain)
             kwargs = self._generation_kwargs(max_new_tokens, temperature, max_time, constraint)
-            if self.unpadded_prefill and len(enc["input_ids"]) > 1 and int(enc["attention_mask"].sum(1).min()) > 1:
-                kwargs[cache_argument(self.model)] = prefill_cache(self.model, **enc)
+            kwargs.update(self._cache(enc, max_new_tokens))
             out = self.model.generate(**enc, **kwargs)
             new = out[:, enc["input_ids"].shape[1]:]
             forced = constraint.forced_rows if constraint else [False] * len(new)
             if constraint:
                 self.stats["constraint_seconds"] += constraint.seconds
                 self.stats["ending_failures"] += constraint.ending_failures
-            for row, mask, tools_shown, f in zip(new, enc["attention_mask"], shown[i:i + batch_size], forced):
+            for j, row, mask, f in zip(rows, new, enc["attention_mask"], forced):
                 n_new = int((row != self.tokenizer.pad_token_id).sum())
                 text = self.tokenizer.decode(row, skip_special_tokens=True)
-                results.append(plan_result(text, tools_shown, int(mask.sum()), n_new, constraint is not None, f,
-                                           self.catalog))
+                results[j] = plan_result(text, shown[j], int(mask.sum()), n_new, constraint is not None, f,
+                                         self.catalog)
         self._account(results, time.perf_counter() - start)
         return results
 
@@ -206,7 +223,7 @@ class Planner:
         constraint = self._constraint(shown, enc, max_new_tokens, constrain)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time, constraint),
-                      streamer=streamer)
+                      **self._cache(enc, max_new_tokens), streamer=streamer)
 
         @torch.inference_mode()
         def work() -> None:
