@@ -187,6 +187,14 @@ def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
 
 
+def test_one_epoch_counts_every_sample_token_once(synth_dir, tmp_path):
+    """Tokens are counted on the device and summed when logged: an epoch's count is the samples' total."""
+    summary = run_training(tiny(synth_dir, tmp_path, "data.max_train=12", "training.max_steps=-1", "training.epochs=1",
+                                "training.logging_steps=5"),
+                           show_progress=False)
+    assert summary["tokens"] == summary["samples"]["tokens"] > 12 * 100
+
+
 class Records(list):
     """Collects transformers' log records (its loggers do not propagate to pytest's caplog)."""
 

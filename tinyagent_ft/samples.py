@@ -18,11 +18,12 @@ class SampleStats:
     fewer_examples: int = 0
     dropped_too_long: int = 0
     prompt_tokens: list[int] = field(default_factory=list)
+    tokens: int = 0  # prompt and plan, all samples: what one epoch trains on
 
     def summary(self) -> dict:
         p = sorted(self.prompt_tokens) or [0]
         return {"built": self.built, "fewer_examples": self.fewer_examples, "dropped_too_long": self.dropped_too_long,
-                "prompt_tokens_median": p[len(p) // 2], "prompt_tokens_max": p[-1]}
+                "prompt_tokens_median": p[len(p) // 2], "prompt_tokens_max": p[-1], "tokens": self.tokens}
 
 
 def prompt_ids(tokenizer, text: str) -> list[int]:
@@ -76,6 +77,7 @@ def build_samples(examples: Sequence[Example], tokenizer, builder: PromptBuilder
             stats.fewer_examples += shortened
             stats.built += 1
             stats.prompt_tokens.append(len(ids))
+            stats.tokens += len(ids) + len(target)
             samples.append({"input_ids": ids + target, "labels": [IGNORE] * len(ids) + target})
             if mark_query:
                 samples[-1]["query_start"] = len(prompt_ids(tokenizer, text[:text.rfind(user_message(e.query))]))

@@ -197,13 +197,15 @@ class Validation:
 class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
     """The HF Trainer for planners: loss on plan tokens only, atomic checkpoints, tied weights kept tied,
     evaluation that plans the validation queries and scores them (``eval_success_rate`` picks the best
-    checkpoint), the layer-wise optimizer's own gradient norm in the logs, and on CUDA the peak memory of each
-    phase (forward here, backward after ``training_step``, the rest in ``OptimizerStepPeaks``)."""
+    checkpoint), the layer-wise optimizer's own gradient norm in the logs, on CUDA the peak memory of each
+    phase (forward here, backward after ``training_step``, the rest in ``OptimizerStepPeaks``), and input
+    tokens counted without a host sync per micro-batch."""
 
     def __init__(self, *args, validation: Validation, system_prompt_gradient: bool = True,
                  phase_peaks: CudaPhasePeaks | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.validation, self.system_prompt_gradient, self.phase_peaks = validation, system_prompt_gradient, phase_peaks
+        self._uncounted_tokens: int | torch.Tensor = 0
         optimizer = (kwargs.get("optimizers") or (None,))[0]
         self.layerwise = optimizer if isinstance(optimizer, LayerwiseOptimizer) else None
         if self.layerwise is not None:  # the Trainer also ends a step at an epoch's last micro-batch
@@ -242,6 +244,35 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
+
+    def _track_num_input_tokens(self, inputs):
+        """The Trainer gathers each micro-batch's token count across ranks and reads it back, a host sync that
+        kept the CPU from queuing the next micro-batch: here counts add up on the device and are summed over
+        the ranks when logged or saved (both run on every rank)."""
+        mode = self.args.include_num_input_tokens_seen
+        if mode == "no":
+            return
+        ids, mask = inputs["input_ids"], inputs.get("attention_mask")
+        if mode == "non_padding":
+            count = mask.sum() if mask is not None else (ids != self.processing_class.pad_token_id).sum()
+        else:
+            count = ids.numel()
+        self._uncounted_tokens = self._uncounted_tokens + count
+
+    def _add_counted_tokens(self) -> None:
+        count = torch.as_tensor(self._uncounted_tokens, device=self.args.device, dtype=torch.int64)
+        if self.args.world_size > 1:
+            count = self.accelerator.reduce(count, reduction="sum")
+        self.state.num_input_tokens_seen += int(count)
+        self._uncounted_tokens = 0
+
+    def log(self, logs, start_time=None):
+        self._add_counted_tokens()
+        super().log(logs, start_time)
+
+    def _save_checkpoint(self, model, trial):
+        self._add_counted_tokens()
+        super()._save_checkpoint(model, trial)
 
     def _get_grad_norm(self, model, grad_norm=None):
         if self.layerwise is not None:  # gradients were consumed, and clipped, in backward
@@ -319,6 +350,7 @@ def training_arguments(cfg: TrainConfig, out: Path, micro_batch: int, eval_every
         bf16=cfg.model.dtype != "float32" and bf16_supported(device),  # mixed precision over fp32 weights
         seed=t.seed, report_to=t.report_to, run_name=t.run_name, remove_unused_columns=False,
         disable_tqdm=True, include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
+        logging_nan_inf_filter=False,  # its per-micro-batch check of the loss is a host sync
         train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
         ddp_find_unused_parameters=False, use_cpu=device == "cpu", torch_compile=cfg.model.compile)
 

@@ -55,19 +55,27 @@ import json, sys
 out, rows = sys.argv[1], {}
 def losses(path):
     return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if "loss" in r}
+def steady(path):  # median tokens/s of the logged intervals after the first 10 steps (start-up excluded)
+    rates = sorted(r["tokens_per_second"] for r in map(json.loads, open(path)) if r["step"] > 10 and "tokens_per_second" in r)
+    return round(rates[len(rates) // 2])
 for opt in ("adamw", "natural_galore"):
     one, two = (json.load(open(f"{out}/{g}-{opt}.summary.json")) for g in ("1gpu", "2gpu"))
     l1, l2 = losses(f"{out}/1gpu-{opt}.metrics.jsonl"), losses(f"{out}/2gpu-{opt}.metrics.jsonl")
     steps = sorted(set(l1) & set(l2))
     rows[opt] = {"tokens_per_second_1gpu": one["tokens_per_second"], "tokens_per_second_2gpu": two["tokens_per_second"],
                  "speedup": round(two["tokens_per_second"] / one["tokens_per_second"], 2),
+                 "steady_tokens_per_second": [steady(f"{out}/{g}-{opt}.metrics.jsonl") for g in ("1gpu", "2gpu")],
                  "steps": [one["steps"], two["steps"]], "loss_steps_compared": len(steps),
                  "max_abs_loss_difference": round(max(abs(l1[s] - l2[s]) for s in steps), 4),
                  "final_loss": [l1[steps[-1]], l2[steps[-1]]],
                  "validation_success": [one["best_success_rate"], two["best_success_rate"]]}
-print(f"{'optimizer':16} {'1 GPU tok/s':>12} {'2 GPU tok/s':>12} {'speedup':>8} {'max |dloss|':>12}")
+for r in rows.values():
+    r["steady_speedup"] = round(r["steady_tokens_per_second"][1] / r["steady_tokens_per_second"][0], 2)
+print(f"{'optimizer':16} {'1 GPU tok/s':>12} {'2 GPU tok/s':>12} {'speedup':>8} {'steady 1/2 GPU':>16} {'speedup':>8} "
+      f"{'max |dloss|':>12}")
 for opt, r in rows.items():
+    s1, s2 = r["steady_tokens_per_second"]
     print(f"{opt:16} {r['tokens_per_second_1gpu']:>12} {r['tokens_per_second_2gpu']:>12} {r['speedup']:>8} "
-          f"{r['max_abs_loss_difference']:>12}")
+          f"{s1:>7}/{s2:<8} {r['steady_speedup']:>8} {r['max_abs_loss_difference']:>12}")
 json.dump(rows, open(f"{out}/ddp.json", "w"), indent=1)
 EOF
