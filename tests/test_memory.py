@@ -1,4 +1,5 @@
 """Host memory: the plan-only loss is exact, and per-stage peaks are measured."""
+import contextlib
 import time
 
 import torch
@@ -27,22 +28,44 @@ class Lean(PlanOnlyLoss, Trainer):
     """The Trainer with the plan-only loss, as the fine-tune uses it."""
 
 
+@contextlib.contextmanager
+def _one_process_group():
+    """A gloo group of one process, so that a model can be wrapped in DDP as torchrun wraps it."""
+    import socket
+
+    import torch.distributed as dist
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
 def test_plan_only_loss_matches_the_stock_loss_and_gradients(synth_dir, tmp_path):
-    """Logits for labelled positions only: same loss and gradients as the full-vocabulary path."""
+    """Logits for labelled positions only (decoder and head in turn, or under DDP the positions any row needs
+    as ``logits_to_keep``): same loss and gradients as the full-vocabulary path."""
     from transformers import AutoModelForCausalLM, TrainingArguments
 
     path, batch = _tiny_batch(synth_dir, 3)
     assert (batch["labels"] == -100).float().mean() > 0.5  # most positions are prompt or padding
     n = (batch["labels"][:, 1:] != -100).sum()
     results = []
-    for cls, checkpointing in ((Trainer, False), (Lean, False), (Lean, True)):
+    for cls, way in ((Trainer, None), (Lean, None), (Lean, "checkpointing"), (Lean, "ddp")):
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
-        if checkpointing:  # as configs/demo.yaml trains
+        if way == "checkpointing":  # as configs/demo.yaml trains
             model.activation_checkpointing_enable()
+        projected = []  # positions the head projects onto the vocabulary
+        model.lm_head.register_forward_hook(lambda m, i, o: projected.append(o.shape[:-1].numel()))
         trainer = cls(model=model, args=TrainingArguments(str(tmp_path), report_to=[], use_cpu=True))
-        loss = trainer.compute_loss(model, dict(batch), num_items_in_batch=n)
-        loss.backward()
+        with _one_process_group() if way == "ddp" else contextlib.nullcontext():
+            wrapped = torch.nn.parallel.DistributedDataParallel(model) if way == "ddp" else model
+            loss = trainer.compute_loss(wrapped, dict(batch), num_items_in_batch=n)
+            loss.backward()
         results.append((loss.detach(), [p.grad.clone() for p in model.parameters()]))
+        assert (projected[0] == batch["input_ids"].numel()) == (cls is Trainer)
     (stock, stock_grads), *lean = results
     assert stock > 1
     for loss, grads in lean:

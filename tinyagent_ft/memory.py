@@ -14,35 +14,46 @@ class PlanOnlyLoss:
     """Trainer mixin: the loss covers only plan tokens (labels != -100), so only their logits are needed.
     The stock path projects every position onto the vocabulary and upcasts to fp32: for SmolLM2
     (49,152 tokens) at batch 4 x 1,000 tokens that is ~2 GB of logits and their gradients, for the
-    ~15% of positions that carry a label. Same sum of token losses over the same ``num_items_in_batch``;
-    models wrapped for DDP (whose forward must run), models that scale or cap logits and models
-    without a decoder/head split take the stock path.
+    ~15% of positions that carry a label. Same sum of token losses over the same ``num_items_in_batch``.
+    A model with a decoder/head split runs them in turn, keeping each row's plan positions; a model wrapped
+    for DDP (whose forward must run) gets the positions any row needs as ``logits_to_keep``; models that
+    scale or cap logits, or take neither way, take the stock path.
 
     ``system_prompt_gradient = False`` (batches whose samples carry ``query_start``): the system prompt
     (tools, instructions, in-context examples) runs first without autograd and the rest, from the user's
     query on, reads its cached keys and values, so backward covers only the query and the plan. Same loss;
     the gradient loses the part that flows through the system prompt's activations (an approximation that
-    makes the demo's CPU fine-tune about twice as fast). Padded batches only."""
+    makes the demo's CPU fine-tune about twice as fast). Padded batches of one process only."""
 
     system_prompt_gradient = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        import inspect
+
         import torch
         inputs = dict(inputs)
         query_start = inputs.pop("query_start", None)
+        inner = getattr(model, "module", model)  # DDP holds the model in .module
         decoder = getattr(model, "get_decoder", lambda: None)()
         head = getattr(model, "get_output_embeddings", lambda: None)()
-        config = getattr(model, "config", None)
+        split = decoder is not None and head is not None
+        config = getattr(inner, "config", None)
         scaled = getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None)
-        if return_outputs or decoder is None or head is None or scaled or "labels" not in inputs:
+        positional = "logits_to_keep" in inspect.signature(inner.forward).parameters
+        if return_outputs or scaled or "labels" not in inputs or not (split or positional):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")[:, 1:]
         keep = labels != -100
-        # The Trainer's mixed precision wraps model.forward, which this path skips: enter it here, or the
+        # The Trainer's mixed precision wraps model.forward, which the split path skips: enter it here, or the
         # decoder runs in fp32 on CPU (2-3x slower) and bf16 attention kernels meet fp32 weights on CUDA.
         with self.accelerator.autocast():
-            start = 0 if self.system_prompt_gradient or query_start is None else int(query_start.min())
-            if start:
+            start = 0 if self.system_prompt_gradient or query_start is None or not split else int(query_start.min())
+            if not split:
+                positions = keep.any(0).nonzero().squeeze(1)
+                logits = model(**inputs, logits_to_keep=positions).logits
+                labels, keep = labels[:, positions], keep[:, positions]
+                logits = logits[keep].float()
+            elif start:
                 from transformers import DynamicCache
 
                 from .models import cache_argument
@@ -52,9 +63,10 @@ class PlanOnlyLoss:
                 rest = {k: (v if k == "attention_mask" else v[:, start:]) for k, v in inputs.items()}
                 hidden = decoder(**rest, **cache, use_cache=True).last_hidden_state
                 labels, keep = labels[:, start:], keep[:, start:]
+                logits = head(hidden[:, :-1][keep]).float()
             else:  # every input but the labels: packed batches carry per-document position_ids (and no cache)
                 hidden = decoder(**inputs).last_hidden_state
-            logits = head(hidden[:, :-1][keep]).float()
+                logits = head(hidden[:, :-1][keep]).float()
         loss = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
         if num_items_in_batch is None:
             return loss / keep.sum().clamp(min=1)
