@@ -178,13 +178,20 @@ def test_missing_tracker_is_one_line_before_training(args, message):
 
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "tinyagent_ft",
-           "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), f"data.path={synth_dir}",
-           f"training.output_dir={tmp_path}", "data.max_length=2048", "data.max_train=16", "training.max_steps=2",
-           "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=24"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert json.loads((tmp_path / "summary.json").read_text())["steps"] == 2
+    """Two processes (gloo) train as one does at the same effective batch: same steps, and a first loss of the
+    same size (each rank's loss is over all ranks' plan tokens, scaled back as DDP averages gradients)."""
+    def first_loss(out: Path, processes: int, grad_accum: int) -> float:
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
+               "tinyagent_ft", "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), f"data.path={synth_dir}",
+               f"training.output_dir={out}", "data.max_length=2048", "data.max_train=16", "training.max_steps=2",
+               f"training.grad_accum={grad_accum}", "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=24"]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert json.loads((out / "summary.json").read_text())["steps"] == 2
+        return next(r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r)
+
+    two, one = first_loss(tmp_path / "two", 2, 1), first_loss(tmp_path / "one", 1, 2)
+    assert abs(two - one) < 0.1 * one
 
 
 def test_one_epoch_counts_every_sample_token_once(synth_dir, tmp_path):

@@ -70,7 +70,10 @@ class PlanOnlyLoss:
         loss = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
         if num_items_in_batch is None:
             return loss / keep.sum().clamp(min=1)
-        return loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+        loss = loss / torch.as_tensor(num_items_in_batch, device=loss.device)
+        if self.args.average_tokens_across_devices:  # the count is all ranks', and DDP averages the ranks' gradients
+            loss = loss * self.accelerator.num_processes
+        return loss
 
 
 class CudaPhasePeaks:
