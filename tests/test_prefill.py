@@ -2,8 +2,9 @@
 cache and the padded batch do."""
 import torch
 
+from eval.plan import parse_plan
 from tinyagent_ft.models import cache_argument
-from tinyagent_ft.planner import Planner
+from tinyagent_ft.planner import Planner, cut_plan
 from tinyagent_ft.prefill import prefill_cache, supports_plain_cache
 
 
@@ -60,3 +61,41 @@ def test_reserved_layer_grows_past_its_capacity_and_keeps_what_it_held():
     assert layer.get_seq_length() == 9 and layer.capacity >= 9
     torch.testing.assert_close(keys, torch.cat(parts, dim=2))
     torch.testing.assert_close(values, -torch.cat(parts, dim=2))
+
+
+def test_decoding_writes_what_generate_writes():
+    """``decode`` (rows leave the batch as their plans end) gives ``model.generate``'s greedy plans, free and
+    constrained."""
+    planner = Planner.from_pretrained("tiny-random", device="cpu", dtype="float32")
+    queries = ["Text Ana that I'm running late", "Open the note Gift Ideas and the note Groceries",
+               "Email Bob the quarterly report and remind me on Friday at 9am to follow up with him"]
+    for constrain in (True, False):
+        texts, shown = planner.prompts(queries)
+        batch = sorted(texts, key=lambda t: len(planner.tokenizer(t)["input_ids"]))  # the order generate uses
+        enc = planner._encode(batch)
+        constraint = planner._constraint([shown[texts.index(t)] for t in batch], enc, 64, constrain)
+        out = planner.model.generate(**enc, **planner._generation_kwargs(64, 0.0, None, constraint))
+        expected = {t: cut_plan(planner.tokenizer.decode(row[enc["input_ids"].shape[1]:], skip_special_tokens=True))
+                    for t, row in zip(batch, out)}
+        plans = planner.generate(queries, max_new_tokens=64, batch_size=3, constrain=constrain)
+        assert [p.text for p in plans] == [expected[t].strip() for t in texts]
+
+
+def test_rows_leave_the_batch_as_their_plans_end():
+    planner = Planner.from_pretrained("tiny-random", device="cpu", dtype="float32")
+    queries = ["Text Ana that I'm running late", "Open the note Gift Ideas", "Email Bob the report", "Open the note X"]
+    rows = []  # batch rows of each decoding step (prefill runs each prompt on its own, all but its last token)
+    planner.model.register_forward_hook(
+        lambda m, args, kwargs, out: rows.append(len(kwargs["input_ids"])) if kwargs["input_ids"].shape[1] == 1 else None,
+        with_kwargs=True)
+    for seed in range(5):  # sampled, so that plans end at different lengths
+        torch.manual_seed(seed)
+        rows.clear()
+        plans = planner.generate(queries, max_new_tokens=64, batch_size=4, temperature=1.0)
+        lengths = sorted(p.completion_tokens for p in plans)
+        if lengths[0] < lengths[-1]:
+            break
+    assert lengths[0] < lengths[-1], "no seed gave plans of different lengths"
+    assert rows[0] == 4 and rows[-1] == lengths.count(lengths[-1])  # the longest plans decode alone at the end
+    assert len(rows) == lengths[-1]  # one step per token of the longest plan
+    assert all(parse_plan(p.text).valid for p in plans)

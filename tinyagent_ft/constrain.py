@@ -89,12 +89,15 @@ class PlanConstraint:
 
 
 class PlanLogitsProcessor:
-    """A transformers logits processor for one ``generate`` call (rows in batch order)."""
+    """The grammar's masks for one batch: ``mask`` a step's scores, ``consume`` the tokens chosen, ``keep``
+    the rows that go on (``decode.decode`` drops finished rows); also a transformers logits processor for
+    ``generate``, whose rows all stay."""
 
     def __init__(self, constraint: PlanConstraint, tools: Sequence[Sequence[Tool]], prompt_len: int, max_new_tokens: int):
         from llguidance.torch import allocate_token_bitmask
         self.c, self.prompt_len, self.max_new_tokens = constraint, prompt_len, max_new_tokens
         self.rows = [RowState(constraint.matcher(t), {x.name: x for x in t}) for t in tools]
+        self.live = list(self.rows)  # the rows still in the batch, in batch order
         vocab = constraint.tokenizer.vocab_size
         self.bitmask = allocate_token_bitmask(len(self.rows), vocab)
         self.seconds = 0.0  # spent in this processor: masks, budget checks, forcing
@@ -112,8 +115,13 @@ class PlanLogitsProcessor:
     def forced_rows(self) -> list[bool]:
         return [r.forced is not None for r in self.rows]
 
-    def _consume(self, last: list[int]) -> None:
-        for row, token in zip(self.rows, last):
+    def keep(self, batch_rows: list[int]) -> None:
+        self.live = [self.live[i] for i in batch_rows]
+
+    def consume(self, tokens: list[int]) -> None:
+        """Advance each live row's grammar state by the token it wrote."""
+        start = time.perf_counter()
+        for row, token in zip(self.live, tokens):
             if row.done or row.broken:
                 continue
             if row.forced:
@@ -123,27 +131,30 @@ class PlanLogitsProcessor:
                 continue
             row.text += self.c.tokenizer.decode_bytes([token])
             row.done = row.matcher.is_accepting()
+        self.seconds += time.perf_counter() - start
 
     def _ending(self, row: RowState, extra: bytes = b"") -> list[int]:
         text = (row.text + extra).decode("utf-8", errors="ignore")
         return self.c.tokens(closing_text(text, row.tools))
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        start = time.perf_counter()
-        scores = self._constrain(input_ids, scores)
-        self.seconds += time.perf_counter() - start
-        return scores
-
-    def _constrain(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        from llguidance.torch import fill_next_token_bitmask_par
         produced = input_ids.shape[1] - self.prompt_len
         if produced > 0:
-            self._consume(input_ids[:, -1].tolist())
-        free = [i for i, r in enumerate(self.rows) if not (r.done or r.broken or r.forced)]
-        self.bitmask.fill_(-1)  # rows not filled below stay unconstrained (finished, forced or broken)
+            self.consume(input_ids[:, -1].tolist())
+        return self.mask(scores, produced)
+
+    def mask(self, scores: torch.FloatTensor, produced: int) -> torch.FloatTensor:
+        """``scores`` (one row per live row) with every token the grammar forbids at -inf, or only the next
+        token of a forced ending allowed; ``produced``: tokens written so far."""
+        from llguidance.torch import fill_next_token_bitmask_par
+        start = time.perf_counter()
+        rows = self.live
+        free = [i for i, r in enumerate(rows) if not (r.done or r.broken or r.forced)]
+        bitmask = self.bitmask[:len(rows)]
+        bitmask.fill_(-1)  # rows not filled below stay unconstrained (finished, forced or broken)
         if free:
-            fill_next_token_bitmask_par(self.c.executor, [(self.rows[i].matcher, i) for i in free], self.bitmask)
-        bits = np.unpackbits(self.bitmask.numpy().view(np.uint8), axis=1, bitorder="little")
+            fill_next_token_bitmask_par(self.c.executor, [(rows[i].matcher, i) for i in free], bitmask)
+        bits = np.unpackbits(bitmask.numpy().view(np.uint8), axis=1, bitorder="little")
         width = min(bits.shape[1], scores.shape[1])
         # On the CPU, numpy on the logits' own buffer: single-threaded passes that stay fast on a busy
         # 2-core machine, where torch's threaded compare, fill and argmax were 5-10x slower.
@@ -159,12 +170,13 @@ class PlanLogitsProcessor:
         remaining = self.max_new_tokens - produced
         if remaining <= self.watch and free:
             self._keep_in_budget(dict(zip(free, target[free].argmax(-1).tolist())), remaining)
-        for i, row in enumerate(self.rows):
+        for i, row in enumerate(rows):
             if row.forced:
                 token = row.forced[0]
                 keep = float(target[i, token])
                 target[i] = -np.inf
                 target[i, token] = keep if np.isfinite(keep) else 0.0
+        self.seconds += time.perf_counter() - start
         return scores
 
     def _keep_in_budget(self, best: dict[int, int], remaining: int) -> None:
@@ -172,7 +184,7 @@ class PlanLogitsProcessor:
         to spare; otherwise force the shortest ending of what it has written, which fits (the previous
         step checked it)."""
         for i, token in best.items():
-            row = self.rows[i]
+            row = self.live[i]
             if len(self._ending(row, self.c.tokenizer.decode_bytes([token]))) <= remaining - 2:
                 continue
             ending = self._ending(row)

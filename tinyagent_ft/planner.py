@@ -19,6 +19,7 @@ import torch
 from eval.plan import END_OF_PLAN
 
 from .catalog import Catalog
+from .decode import decode
 from .devices import pick_device, pick_dtype
 from .memory import generation_heap
 from .models import cache_argument
@@ -135,14 +136,14 @@ class Planner:
             return kw | dict(do_sample=True, temperature=temperature, top_p=1.0, top_k=0)
         return kw | dict(do_sample=False, temperature=None, top_p=None, top_k=None)
 
-    def _cache(self, enc: dict, max_new_tokens: int) -> dict:
-        """The ``generate`` argument of the cache to decode with (none: transformers' default)."""
+    def _cache(self, enc: dict, max_new_tokens: int):
+        """The cache to decode into (None: the model's own)."""
         if not self.reserved_cache:
-            return {}
+            return None
         ids, capacity = enc["input_ids"], enc["input_ids"].shape[1] + max_new_tokens
         if self.unpadded_prefill and len(ids) > 1 and int(enc["attention_mask"].sum(1).min()) > 1:
-            return {cache_argument(self.model): prefill_cache(self.model, **enc, capacity=capacity)}
-        return {cache_argument(self.model): reserved_cache(self.model, capacity)}
+            return prefill_cache(self.model, **enc, capacity=capacity)
+        return reserved_cache(self.model, capacity)
 
     def _constraint(self, tools: Sequence[Sequence[str]], enc: dict, max_new_tokens: int, constrain: bool | None):
         """The grammar's logits processor for one batch, or None when decoding is free."""
@@ -177,18 +178,17 @@ class Planner:
             rows = order[i:i + batch_size]
             enc = self._batch([ids[j] for j in rows])
             constraint = self._constraint([shown[j] for j in rows], enc, max_new_tokens, constrain)
-            kwargs = self._generation_kwargs(max_new_tokens, temperature, max_time, constraint)
-            kwargs.update(self._cache(enc, max_new_tokens))
-            out = self.model.generate(**enc, **kwargs)
-            new = out[:, enc["input_ids"].shape[1]:]
+            new = decode(self.model, self.tokenizer, **enc, max_new_tokens=max_new_tokens,
+                         cache=self._cache(enc, max_new_tokens),
+                         processor=constraint, temperature=temperature if temperature >= MIN_TEMPERATURE else 0.0,
+                         max_time=max_time)
             forced = constraint.forced_rows if constraint else [False] * len(new)
             if constraint:
                 self.stats["constraint_seconds"] += constraint.seconds
                 self.stats["ending_failures"] += constraint.ending_failures
-            for j, row, mask, f in zip(rows, new, enc["attention_mask"], forced):
-                n_new = int((row != self.tokenizer.pad_token_id).sum())
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                results[j] = plan_result(text, shown[j], int(mask.sum()), n_new, constraint is not None, f,
+            for j, tokens, mask, f in zip(rows, new, enc["attention_mask"], forced):
+                text = self.tokenizer.decode(tokens, skip_special_tokens=True)
+                results[j] = plan_result(text, shown[j], int(mask.sum()), len(tokens), constraint is not None, f,
                                          self.catalog)
         self._account(results, time.perf_counter() - start)
         return results
@@ -222,8 +222,9 @@ class Planner:
         enc = self._encode(texts)
         constraint = self._constraint(shown, enc, max_new_tokens, constrain)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        cache = self._cache(enc, max_new_tokens)
         kwargs = dict(**enc, **self._generation_kwargs(max_new_tokens, temperature, max_time, constraint),
-                      **self._cache(enc, max_new_tokens), streamer=streamer)
+                      **({cache_argument(self.model): cache} if cache is not None else {}), streamer=streamer)
 
         @torch.inference_mode()
         def work() -> None:

@@ -40,7 +40,7 @@ class ReservedLayer(DynamicLayer):
         self.capacity, self.length = capacity, 0
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if not self.is_initialized or self.keys.shape[-2] != self.length:  # first call, or cropped/reordered
+        if not self.is_initialized or self.keys.shape[-2] != self.length:  # first call, or cropped
             self._reserve(key_states, value_states)
         end = self.length + key_states.shape[-2]
         if end > self._keys.shape[-2]:
@@ -51,6 +51,15 @@ class ReservedLayer(DynamicLayer):
         self.length = end
         self.keys, self.values = self._keys[:, :, :end], self._values[:, :, :end]
         return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        """Keep the rows ``indices`` (rows whose plans ended leave the batch)."""
+        if self.is_initialized:
+            self._keys, self._values = self._keys[indices], self._values[indices]
+            self.keys, self.values = self._keys[:, :, :self.length], self._values[:, :, :self.length]
+
+    def reorder_cache(self, beam_idx: torch.LongTensor) -> None:
+        self.batch_select_indices(beam_idx)
 
     def _reserve(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
         """Fresh buffers of ``capacity`` tokens holding what the layer has cached so far."""
