@@ -223,6 +223,44 @@ def test_resume_is_bit_exact(tmp_path):
         assert torch.equal(pa, pc)
 
 
+def test_stochastic_rounding_to_bfloat16_is_unbiased():
+    from tinyagent_ft.optim.natural_galore import round_to_bfloat16
+    torch.manual_seed(0)
+    for value in (1.0 + 2**-10, -3.0 - 2**-8, 1e-12 * (1 + 2**-9)):  # between two bf16 neighbours
+        x = torch.full((200_000,), value)
+        rounded = round_to_bfloat16(x)
+        grid = sorted({float(v) for v in rounded.float()})
+        assert rounded.dtype == torch.bfloat16 and len(grid) == 2  # only the two neighbours
+        assert abs(rounded.double().mean().item() - value) < 0.05 * (grid[1] - grid[0])
+        assert x.to(torch.bfloat16).float().unique().numel() == 1  # round-to-nearest always picks one
+
+
+def test_bfloat16_moments_halve_the_state_and_train_like_float32(tmp_path):
+    from tinyagent_ft.optim import state_bytes
+    runs = {}
+    for dtype in ("float32", "bfloat16"):
+        model = small_model()
+        opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[24]$",), update_proj_gap=3),
+                                 lr=1e-2, state_dtype=dtype)
+        train(model, opt, 40, seed=0)
+        x, y = torch.randint(0, 20, (256, 4), generator=torch.Generator().manual_seed(9)), torch.arange(256) % 20
+        runs[dtype] = (float(nn.functional.cross_entropy(model(x), y)), opt)
+    (loss32, opt32), (loss16, opt16) = runs["float32"], runs["bfloat16"]
+    moments = lambda o: [v for st in o.state.values() for k, v in st.items() if k.startswith("exp_avg")]  # noqa: E731
+    assert all(m.dtype == torch.bfloat16 for m in moments(opt16))
+    assert sum(m.numel() * m.element_size() for m in moments(opt16)) * 2 == sum(
+        m.numel() * m.element_size() for m in moments(opt32))
+    assert state_bytes(opt16) < state_bytes(opt32) and abs(loss16 - loss32) < 0.02 * loss32
+    torch.save(opt16.state_dict(), tmp_path / "opt.pt")  # a checkpoint keeps the moments in bf16
+    model = small_model()
+    resumed = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[24]$",), update_proj_gap=3),
+                                 lr=1e-2, state_dtype="bfloat16")
+    resumed.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
+    assert all(m.dtype == torch.bfloat16 for m in moments(resumed))
+    with pytest.raises(ValueError, match="state_dtype"):
+        NaturalGaLoreAdamW(model.parameters(), state_dtype="float16")
+
+
 @pytest.mark.parametrize("accum", [1, 3])
 def test_layerwise_matches_normal_mode(accum):
     a, b = small_model(), small_model()

@@ -69,6 +69,9 @@ class OptimizerConfig(Section):
     history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
     damping: float = Field(10.0, gt=0)
     layerwise: bool = Field(False, description="update inside backward (single process only)")
+    state_dtype: Literal["float32", "bfloat16"] = Field(
+        "float32", description="Adam moments of galore / natural_galore: bfloat16 stores them with stochastic "
+                               "rounding at half the memory (README: Memory)")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
@@ -77,7 +80,8 @@ class OptimizerConfig(Section):
     def _no_ignored_options(self):
         """Refuse options the chosen optimizer would silently ignore (those set explicitly)."""
         owners = [(("natural_galore",), ("history", "damping")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
-                  (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ())]
+                  (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ()),
+                  (("galore", "natural_galore"), ("state_dtype",) if self.state_dtype != "float32" else ())]
         for names, keys in owners:
             ignored = [k for k in keys if k in self.model_fields_set]
             if ignored and self.name not in names:

@@ -64,7 +64,7 @@ def trainable_parameters(model) -> int:
 
 
 def estimate_state_bytes(model, cfg: TrainConfig) -> int:
-    """Optimizer-state bytes (fp32 moments, projectors, history) without building the optimizer."""
+    """Optimizer-state bytes (Adam moments, projectors, history) without building the optimizer."""
     from .optim.groups import build_param_groups
     from .optim.projector import sides_for
     o = cfg.optimizer
@@ -73,13 +73,14 @@ def estimate_state_bytes(model, cfg: TrainConfig) -> int:
     if o.name == "adamw":
         return 8 * trainable_parameters(model)
     opts = projection_options(cfg)
+    moments = 4 if o.state_dtype == "bfloat16" else 8  # bytes per element, both moments
     projected, *rest = build_param_groups(model, o.rank, **opts)
-    total = sum(8 * p.numel() for g in rest for p in g["params"])
+    total = sum(moments * p.numel() for g in rest for p in g["params"])
     for p in projected["params"]:
         m, n = p.shape
         left, right = sides_for(tuple(p.shape), opts.get("side", "two_sided"), o.rank)
         rm, rn = (min(o.rank, m) if left else m), (min(o.rank, n) if right else n)
-        total += 8 * rm * rn + 4 * (m * rm * left + n * rn * right)
+        total += moments * rm * rn + 4 * (m * rm * left + n * rn * right)
         total += 2 * opts["history"] * rm * rn  # bf16 gradient history
     return total
 
@@ -118,7 +119,7 @@ def build_optimizer(model, cfg: TrainConfig):
     if o.name in ("adamw", "lora"):
         return None
     groups = build_param_groups(model, o.rank, **projection_options(cfg))
-    opt = NaturalGaLoreAdamW(groups, lr=o.lr, weight_decay=o.weight_decay)
+    opt = NaturalGaLoreAdamW(groups, lr=o.lr, weight_decay=o.weight_decay, state_dtype=o.state_dtype)
     if o.layerwise:
         return LayerwiseOptimizer(opt, cfg.training.grad_accum, cfg.training.max_grad_norm or None)
     return opt

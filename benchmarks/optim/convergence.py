@@ -38,6 +38,9 @@ OPTIMIZERS = {
     # warm-started subspace iteration)
     "galore power": dict(lr=1e-2, side="std", history=0, svd_method="power", stagger_refresh=True),
     "natural-galore power": dict(lr=1e-2, svd_method="power", stagger_refresh=True),
+    # issue 17: Adam moments stored in bf16 with stochastic rounding, against the fp32 moments above
+    "galore bf16 state": dict(lr=1e-2, side="std", history=0, state_dtype="bfloat16"),
+    "natural-galore bf16 state": dict(lr=1e-2, state_dtype="bfloat16"),
 }
 DEFAULT_SET = ["adamw", "galore", "natural-galore"]
 
@@ -74,7 +77,9 @@ def run(name, ids_train, ids_val, vocab, steps, seed, device, rank, seq=128, bat
     if name == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     else:
-        opt = NaturalGaLoreAdamW(build_param_groups(model, rank=rank, update_proj_gap=100, **opts), lr=lr)
+        state_dtype = opts.pop("state_dtype", "float32")
+        opt = NaturalGaLoreAdamW(build_param_groups(model, rank=rank, update_proj_gap=100, **opts), lr=lr,
+                                 state_dtype=state_dtype)
     warm = steps // 10
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1, (s + 1) / warm) * (
         0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0, s - warm) / max(1, steps - warm))))))

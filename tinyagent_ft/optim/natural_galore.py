@@ -18,6 +18,17 @@ from .natural import warn_once, woodbury_natural
 from .projector import METHODS, SIDES, add_projected_back, compute_projectors, project, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+STATE_DTYPES = ("float32", "bfloat16")  # Adam moments; float16's range loses small second moments
+
+
+def round_to_bfloat16(x: torch.Tensor) -> torch.Tensor:
+    """fp32 -> bf16 by stochastic rounding: the 16 dropped bits decide the probability of rounding up, so
+    the stored value is unbiased and updates smaller than bf16's resolution still add up on average.
+    (Finite inputs; the sign is separate in IEEE floats, so magnitudes round the same way.)"""
+    bits = x.contiguous().view(torch.int32)
+    noise = torch.randint_like(bits, 0, 1 << 16)
+    return ((bits + noise) & -65536).view(torch.float32).to(torch.bfloat16)
+
 
 # Defaults chosen from benchmarks/optim (see README): two-sided keeps the history small enough that
 # the whole state stays below GaLore's one-sided state at the same rank; among two-sided settings a
@@ -72,11 +83,15 @@ def _check_group(group: dict) -> None:
 
 class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, **projection):
+                 weight_decay: float = 0.0, state_dtype: str = "float32", **projection):
+        """``state_dtype="bfloat16"``: Adam moments stored in bf16 with stochastic rounding (half their memory),
+        computed in fp32 each step."""
         unknown = set(projection) - set(PROJECTION_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown options {sorted(unknown)}; valid: {sorted(PROJECTION_DEFAULTS)}")
-        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
+        if state_dtype not in STATE_DTYPES:
+            raise ValueError(f"state_dtype must be one of {STATE_DTYPES}, got {state_dtype!r}")
+        defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay, state_dtype=state_dtype,
                         **{k: projection.get(k, v) for k, v in PROJECTION_DEFAULTS.items() if k != "rank"})
         super().__init__(params, defaults)
         for group in self.param_groups:
@@ -138,20 +153,27 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         all weights instead of a dozen per weight. Weights are grouped by step count (bias correction)."""
         beta1, beta2 = group["betas"]
         lr, projected = group["lr"], "rank" in group
+        stored = DTYPES[group.get("state_dtype", "float32")]
         by_step = defaultdict(list)
         for i, p in enumerate(params):
             state = self.state[p]
             if "exp_avg" not in state:
-                state["exp_avg"] = torch.zeros_like(Rs[i])
-                state["exp_avg_sq"] = torch.zeros_like(Rs[i])
+                state["exp_avg"] = torch.zeros_like(Rs[i], dtype=stored)
+                state["exp_avg_sq"] = torch.zeros_like(Rs[i], dtype=stored)
             by_step[state.get("step", 0) + 1].append(i)
         for step, idx in by_step.items():
             ps, R = [params[i] for i in idx], [Rs[i] for i in idx]
             states = [self.state[p] for p in ps]
             exp_avg, exp_avg_sq = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
+            if stored != torch.float32:  # updated in fp32, stored back rounded below
+                exp_avg, exp_avg_sq = [m.float() for m in exp_avg], [v.float() for v in exp_avg_sq]
             torch._foreach_lerp_(exp_avg, R, 1 - beta1)
             torch._foreach_mul_(exp_avg_sq, beta2)
             torch._foreach_addcmul_(exp_avg_sq, R, R, value=1 - beta2)
+            if stored != torch.float32:
+                for st, m, v in zip(states, exp_avg, exp_avg_sq):
+                    st["exp_avg"].copy_(round_to_bfloat16(m))
+                    st["exp_avg_sq"].copy_(round_to_bfloat16(v))
             bc1, bc2 = 1 - beta1**step, 1 - beta2**step
             denom = torch._foreach_sqrt(exp_avg_sq)
             torch._foreach_div_(denom, bc2**0.5)
