@@ -41,7 +41,7 @@ def decode(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tens
     for produced in range(max_new_tokens):
         out = model(input_ids=step_ids, attention_mask=mask, position_ids=step_positions, **{key: cache},
                     use_cache=True, **extra)
-        cache = out.past_key_values
+        cache = getattr(out, key)  # the output field is named as the argument
         scores = out.logits[:, -1].to(dtype=torch.float32, copy=True)
         if processor is not None:
             scores = processor.mask(scores, produced)
@@ -59,7 +59,7 @@ def decode(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tens
         if len(ended) == len(live) or (max_time is not None and time.perf_counter() - start > max_time):
             break
         if ended:
-            keep = [i for i in range(len(live)) if i not in set(ended)]
+            keep = sorted(set(range(len(live))) - set(ended))
             index = torch.tensor(keep, device=input_ids.device)
             cache.batch_select_indices(index)
             tokens, mask, step_positions = tokens[index], mask[index], step_positions[index]

@@ -127,10 +127,12 @@ def return_freed_memory() -> None:
 
 @contextmanager
 def generation_heap():
-    """Decode on the heap. A KV cache grows by concatenation every token: at batch 16 its blocks are several
-    MiB, which under the 4 MiB threshold are mapped and unmapped each step; the page faults made the demo's
-    constrained evaluation 1.4x slower (16 plans: 44 s vs 31 s, 12M vs 2M minor faults, +0.2 GB peak
-    without them). A no-op unless ``return_freed_memory`` set the threshold; trimmed and restored after."""
+    """Decode on the heap. transformers' KV cache grows by concatenation every token: at batch 16 its blocks
+    are several MiB, which under the 4 MiB threshold were mapped and unmapped each step; the page faults made
+    the demo's constrained evaluation 1.4x slower (16 plans: 44 s vs 31 s, 12M vs 2M minor faults, +0.2 GB
+    peak without them). The planner's reserved cache (``prefill.py``) writes in place, but the prefill's
+    per-prompt caches and the models it cannot serve still allocate per step. A no-op unless
+    ``return_freed_memory`` set the threshold; trimmed and restored after."""
     if not _set_threshold:
         yield
         return

@@ -170,8 +170,8 @@ class Planner:
                   temperature: float, max_time: float | None, constrain: bool | None) -> list[PlanResult]:
         start = time.perf_counter()
         ids = [prompt_ids(self.tokenizer, t) for t in texts]
-        # a batch decodes until its longest plan ends; prompts of similar length tend to have plans of similar
-        # length (tools shown, example), so batching them together saves ~15% of decoding steps
+        # rows leave a batch as their plans end, but each step has a fixed cost until its longest plan ends:
+        # prompts of similar length (tools shown, example) tend to have plans of similar length
         order = sorted(range(len(ids)), key=lambda j: len(ids[j]))
         results: list[PlanResult | None] = [None] * len(ids)
         for i in range(0, len(order), batch_size):

@@ -81,8 +81,8 @@ def reserved_cache(model, capacity: int) -> Cache:
 @torch.inference_mode()
 def prefill_cache(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, capacity: int = 0) -> Cache:
     """The cache of a left-padded batch, all tokens but the last of each row, built one row at a time:
-    ``generate(input_ids, attention_mask, cache=...)`` then runs only the last column and decodes into the
-    room ``capacity`` (tokens per row, at least the batch's width) leaves."""
+    decoding (``decode.decode``, or ``generate(input_ids, attention_mask, cache=...)``) then runs only the last
+    column and writes into the room ``capacity`` (tokens per row, at least the batch's width) leaves."""
     from transformers import DynamicCache
     width, key = input_ids.shape[1], cache_argument(model)
     rows = []
