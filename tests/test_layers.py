@@ -16,7 +16,7 @@ LAYERS = [  # lowest first; a module belongs to the layer of its longest listed 
                                             "tinyagent_ft.kernels", "tinyagent_ft.synth", "tinyagent_ft.stats",
                                             "eval"]),
     ("retrieval", ["retriever"]),
-    ("planner", ["tinyagent_ft.planner", "tinyagent_ft.planner_folder", "tinyagent_ft.prefill"]),
+    ("planner", ["tinyagent_ft.planner", "tinyagent_ft.planner_folder", "tinyagent_ft.prefill", "tinyagent_ft.decode"]),
     ("training and evaluation runs", ["tinyagent_ft.train", "tinyagent_ft.steps", "tinyagent_ft.demo"]),
     ("server and CLI", ["serve", "tinyagent_ft.cli", "tinyagent_ft.__main__"]),
 ]
