@@ -9,18 +9,13 @@ step's scores as in ``generate``.
 """
 from __future__ import annotations
 
-import inspect
 import time
 
 import torch
 
 from eval.plan import END_OF_PLAN
 
-from .models import cache_argument
-
-
-def _accepts(model, name: str) -> bool:
-    return name in inspect.signature(model.forward).parameters
+from .models import cache_argument, forward_accepts
 
 
 @torch.inference_mode()
@@ -32,7 +27,7 @@ def decode(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tens
     start, key = time.perf_counter(), cache_argument(model)
     eos = tokenizer.eos_token_id
     stop_tail = len(tokenizer(END_OF_PLAN, add_special_tokens=False)["input_ids"]) + 2
-    extra = {"logits_to_keep": 1} if _accepts(model, "logits_to_keep") else {}
+    extra = {"logits_to_keep": 1} if forward_accepts(model, "logits_to_keep") else {}
     live = list(range(len(input_ids)))  # original row of each batch row
     new: list[list[int]] = [[] for _ in live]
     positions = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)

@@ -28,9 +28,9 @@ class PlanOnlyLoss:
     system_prompt_gradient = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        import inspect
-
         import torch
+
+        from .models import cache_argument, forward_accepts
         inputs = dict(inputs)
         query_start = inputs.pop("query_start", None)
         inner = getattr(model, "module", model)  # DDP holds the model in .module
@@ -39,7 +39,7 @@ class PlanOnlyLoss:
         split = decoder is not None and head is not None
         config = getattr(inner, "config", None)
         scaled = getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None)
-        positional = "logits_to_keep" in inspect.signature(inner.forward).parameters
+        positional = forward_accepts(inner, "logits_to_keep")
         if return_outputs or scaled or "labels" not in inputs or not (split or positional):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
         labels = inputs.pop("labels")[:, 1:]
@@ -53,19 +53,17 @@ class PlanOnlyLoss:
                 logits = model(**inputs, logits_to_keep=positions).logits
                 labels, keep = labels[:, positions], keep[:, positions]
                 logits = logits[keep].float()
-            elif start:
-                from transformers import DynamicCache
-
-                from .models import cache_argument
-                cache = {cache_argument(decoder): DynamicCache(config=decoder.config)}  # filled in place
-                with torch.no_grad():
-                    decoder(**{k: v[:, :start] for k, v in inputs.items()}, **cache, use_cache=True)
-                rest = {k: (v if k == "attention_mask" else v[:, start:]) for k, v in inputs.items()}
-                hidden = decoder(**rest, **cache, use_cache=True).last_hidden_state
-                labels, keep = labels[:, start:], keep[:, start:]
-                logits = head(hidden[:, :-1][keep]).float()
-            else:  # every input but the labels: packed batches carry per-document position_ids (and no cache)
-                hidden = decoder(**inputs).last_hidden_state
+            else:
+                if start:
+                    from transformers import DynamicCache
+                    cache = {cache_argument(decoder): DynamicCache(config=decoder.config)}  # filled in place
+                    with torch.no_grad():
+                        decoder(**{k: v[:, :start] for k, v in inputs.items()}, **cache, use_cache=True)
+                    rest = {k: (v if k == "attention_mask" else v[:, start:]) for k, v in inputs.items()}
+                    hidden = decoder(**rest, **cache, use_cache=True).last_hidden_state
+                    labels, keep = labels[:, start:], keep[:, start:]
+                else:  # every input but the labels: packed batches carry per-document position_ids (and no cache)
+                    hidden = decoder(**inputs).last_hidden_state
                 logits = head(hidden[:, :-1][keep]).float()
         loss = torch.nn.functional.cross_entropy(logits, labels[keep], reduction="sum")
         if num_items_in_batch is None:

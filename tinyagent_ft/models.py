@@ -109,6 +109,11 @@ def load_tokenizer(name_or_path: str):
     return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
 
 
+def forward_accepts(model, name: str) -> bool:
+    """Whether the model's forward takes the keyword ``name`` (arguments change across transformers versions)."""
+    return name in inspect.signature(model.forward).parameters
+
+
 def cache_argument(model) -> str:
     """The name the model's forward gives its cache (``cache`` in recent transformers)."""
-    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return "cache" if forward_accepts(model, "cache") else "past_key_values"
