@@ -36,7 +36,8 @@ def pipeline(tmp_path_factory):
     cli("retriever", "index", "--data", DATA, "--out", out / "index", "--catalog", CATALOG)
     cli("train", "-c", ROOT / "configs" / "tiny.yaml", "--catalog", CATALOG, f"data.path={DATA}",
         f"prompt.classifier={out / 'clf'}", f"prompt.index={out / 'index'}", f"training.output_dir={out / 'run'}",
-        "training.max_steps=2", "training.eval_steps=2", "eval.subset=4", "eval.max_new_tokens=48")
+        "training.max_steps=2", "training.eval_steps=2", "eval.subset=4", "eval.max_new_tokens=48",
+        "eval.num_examples=2")  # training prompts show 1 example (tiny.yaml), planning 2
     return out
 
 
@@ -53,6 +54,7 @@ def test_classifier_and_planner_folders_carry_the_catalog(pipeline):
     assert saved["labels"] == list(catalog.names)
     assert saved["train"]["backbone"] == "tiny-deberta" and saved["train"]["epochs"] == 1  # from the YAML
     assert load_catalog(pipeline / "clf") == catalog == load_catalog(pipeline / "run" / "model")
+    assert json.loads((pipeline / "run" / "model" / "planner.json").read_text())["prompt"]["num_examples"] == 2
     report = pipeline / "clf-eval.json"
     cli("retriever", "eval", "--model", pipeline / "clf", "--data", DATA, "--split", "test", "--out", report)
     assert set(json.loads(report.read_text())["per_tool"]) <= set(catalog.names)

@@ -121,6 +121,8 @@ class EvalConfig(Section):
     batch_size: int = Field(16, ge=1)
     max_new_tokens: int = Field(256, ge=MIN_PLAN_TOKENS)
     constrain: bool = Field(True, description="validation plans decoded under the plan grammar")
+    num_examples: int | None = Field(None, ge=0, le=12, description="in-context examples when planning: validation "
+                                     "and the saved planner's default (None: prompt.num_examples, as in training)")
 
 
 class TrainConfig(Section):

@@ -379,6 +379,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     classifier, index = load_retrievers(cfg, catalog)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index, catalog)
+    if index and cfg.eval.num_examples is not None:  # planning may show more examples than training prompts
+        settings = settings.model_copy(update={"num_examples": cfg.eval.num_examples})
+    planning = PromptBuilder(settings, builder.classifier, index, catalog)
     packing = device == "cuda" if t.packing == "auto" else t.packing
     if packing and not t.system_prompt_gradient:
         raise ConfigError("training.system_prompt_gradient=false needs padded batches: set training.packing=false")
@@ -396,7 +399,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         raise ConfigError(f"data.max_length={cfg.data.max_length}: no training sample fits; raise it")
     train_data, micro_batch, collator, packing_info = make_batches(samples, cfg, tok, packing, varlen, log)
     eval_every = t.eval_steps or optimizer_steps(len(train_data), micro_batch, t.grad_accum, world_size())
-    validation = Validation(tok, builder, val_examples,
+    validation = Validation(tok, planning, val_examples,
                             validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed),
                             cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.eval.constrain)
 
