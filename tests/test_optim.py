@@ -224,7 +224,7 @@ def test_resume_is_bit_exact(tmp_path):
 
 
 def test_stochastic_rounding_to_bfloat16_is_unbiased():
-    from tinyagent_ft.optim.natural_galore import round_to_bfloat16
+    from tinyagent_ft.optim.lowbit import round_to_bfloat16
     torch.manual_seed(0)
     for value in (1.0 + 2**-10, -3.0 - 2**-8, 1e-12 * (1 + 2**-9)):  # between two bf16 neighbours
         x = torch.full((200_000,), value)
@@ -235,30 +235,79 @@ def test_stochastic_rounding_to_bfloat16_is_unbiased():
         assert x.to(torch.bfloat16).float().unique().numel() == 1  # round-to-nearest always picks one
 
 
-def test_bfloat16_moments_halve_the_state_and_train_like_float32(tmp_path):
+def test_float8_blocks_round_trip_within_e4m3_precision_and_unbiased():
+    from tinyagent_ft.optim.lowbit import BLOCK, Fp8Blocks
+    torch.manual_seed(0)
+    x = torch.randn(3, 1000) * torch.logspace(-3, 3, 1000)  # six decades: blocks of very different scales
+    codes, scale = Fp8Blocks.encode(x)
+    assert codes.dtype == torch.float8_e4m3fn and codes.shape == (12, BLOCK) and scale.shape == (12,)
+    assert Fp8Blocks.nbytes(x.numel()) == codes.numel() + 4 * scale.numel()
+    back = Fp8Blocks.decode(codes, scale, x)
+    block_max = (scale * 448).repeat_interleave(BLOCK)[:x.numel()].view(x.shape)
+    normal = x.abs() > 1e-3 * block_max  # e4m3 keeps 3 mantissa bits down to 2**-6 / 448 of the block maximum
+    assert back.shape == x.shape and ((back - x).abs() / x.abs())[normal].max() <= 2**-3
+    value = torch.full((100_000,), 1.0 + 2**-6)
+    value[::BLOCK] = 1.75  # each block's maximum: scale 1/256, so the value sits between codes 256 and 288
+    decoded = Fp8Blocks.decode(*Fp8Blocks.encode(value), value)
+    assert set(decoded[1:BLOCK].tolist()) <= {1.0, 1.125}  # stochastic rounding to a neighbour,
+    assert abs(decoded[value != 1.75].double().mean().item() - (1.0 + 2**-6)) < 2e-3  # unbiased on average
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float8"])
+def test_low_precision_moments_shrink_the_state_and_train_like_float32(tmp_path, dtype):
     from tinyagent_ft.optim import state_bytes
     runs = {}
-    for dtype in ("float32", "bfloat16"):
+    for kind in ("float32", dtype):
         model = small_model()
         opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[24]$",), update_proj_gap=3),
-                                 lr=1e-2, state_dtype=dtype)
+                                 lr=1e-2, state_dtype=kind)
         train(model, opt, 40, seed=0)
         x, y = torch.randint(0, 20, (256, 4), generator=torch.Generator().manual_seed(9)), torch.arange(256) % 20
-        runs[dtype] = (float(nn.functional.cross_entropy(model(x), y)), opt)
-    (loss32, opt32), (loss16, opt16) = runs["float32"], runs["bfloat16"]
-    moments = lambda o: [v for st in o.state.values() for k, v in st.items() if k.startswith("exp_avg")]  # noqa: E731
-    assert all(m.dtype == torch.bfloat16 for m in moments(opt16))
-    assert sum(m.numel() * m.element_size() for m in moments(opt16)) * 2 == sum(
-        m.numel() * m.element_size() for m in moments(opt32))
-    assert state_bytes(opt16) < state_bytes(opt32) and abs(loss16 - loss32) < 0.02 * loss32
-    torch.save(opt16.state_dict(), tmp_path / "opt.pt")  # a checkpoint keeps the moments in bf16
+        runs[kind] = (float(nn.functional.cross_entropy(model(x), y)), opt)
+    (loss32, opt32), (loss_low, opt_low) = runs["float32"], runs[dtype]
+    stored = {"bfloat16": torch.bfloat16, "float8": torch.float8_e4m3fn}[dtype]
+    moments = lambda o: [v for st in o.state.values() for k, v in st.items() if k in ("exp_avg", "exp_avg_sq")]  # noqa: E731
+    assert all(m.dtype == stored for m in moments(opt_low))
+    assert state_bytes(opt_low) < state_bytes(opt32) and abs(loss_low - loss32) < 0.03 * loss32
+    torch.save(opt_low.state_dict(), tmp_path / "opt.pt")  # a checkpoint keeps the moments as stored
     model = small_model()
     resumed = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[24]$",), update_proj_gap=3),
-                                 lr=1e-2, state_dtype="bfloat16")
+                                 lr=1e-2, state_dtype=dtype)
     resumed.load_state_dict(torch.load(tmp_path / "opt.pt", weights_only=True))
-    assert all(m.dtype == torch.bfloat16 for m in moments(resumed))
+    assert all(m.dtype == stored for m in moments(resumed))
+    train(model, resumed, 2, seed=3)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_invalid_state_dtype():
     with pytest.raises(ValueError, match="state_dtype"):
-        NaturalGaLoreAdamW(model.parameters(), state_dtype="float16")
+        NaturalGaLoreAdamW(small_model().parameters(), state_dtype="float16")
+
+
+def test_a_step_cut_into_pieces_equals_the_whole(monkeypatch):
+    from tinyagent_ft.optim import natural_galore
+    a, b = small_model(), small_model()
+    opt_a, opt_b = make_opt(a), make_opt(b)
+    train(a, opt_a, 5)
+    monkeypatch.setattr(natural_galore, "CHUNK", 256)  # the embedding (320 values) is cut in two
+    train(b, opt_b, 5)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        assert torch.equal(pa, pb)
+
+
+def test_bfloat16_weights_keep_small_updates_by_stochastic_rounding():
+    torch.manual_seed(0)
+    w32 = nn.Parameter(torch.ones(4096))
+    w16 = nn.Parameter(torch.ones(4096, dtype=torch.bfloat16))
+    lr = 1e-4  # Adam's step is ~lr: 1/80 of bf16's spacing at 1.0 (2**-7), lost by round-to-nearest
+    opts = [NaturalGaLoreAdamW([w], lr=lr) for w in (w32, w16)]
+    for _ in range(200):
+        for w, opt in zip((w32, w16), opts):
+            w.grad = torch.ones_like(w)
+            opt.step()
+    assert abs(w32.mean().item() - (1 - 200 * lr)) < 1e-5
+    assert abs(w16.double().mean().item() - w32.mean().item()) < 2e-4  # moved on average as the fp32 weight
+    assert w16.dtype == torch.bfloat16 and (torch.ones(1, dtype=torch.bfloat16) - lr).item() == 1.0  # nearest: stuck
 
 
 @pytest.mark.parametrize("accum", [1, 3])

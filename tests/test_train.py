@@ -1,4 +1,5 @@
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,18 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
     assert load_config(None, ["optimizer.lr=3e-4", "prompt.negatives=0"]).optimizer.lr == 3e-4
 
 
+def test_lean_memory_fills_in_what_is_not_set():
+    lean = load_config(None, ["training.memory=lean"])
+    assert (lean.model.dtype, lean.model.gradient_checkpointing, lean.optimizer.state_dtype,
+            lean.optimizer.layerwise) == ("bfloat16", True, "float8", True)
+    mine = load_config(None, ["training.memory=lean", "optimizer.layerwise=false", "optimizer.state_dtype=bfloat16"])
+    assert (mine.optimizer.layerwise, mine.optimizer.state_dtype, mine.model.dtype) == (False, "bfloat16", "bfloat16")
+    adamw = load_config(None, ["training.memory=lean", "optimizer.name=adamw"])  # its Trainer AdamW keeps fp32 weights
+    assert (adamw.model.gradient_checkpointing, adamw.model.dtype, adamw.optimizer.layerwise) == (True, "auto", False)
+    with pytest.raises(ConfigError, match="system_prompt_gradient=false reads the system prompt from a cache"):
+        load_config(None, ["training.memory=lean", "training.system_prompt_gradient=false"])
+
+
 def test_cli_config_errors_are_one_line(tmp_path):
     cmd = [sys.executable, "-m", "tinyagent_ft", "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), "training.epochz=1"]
     res = subprocess.run(cmd, capture_output=True, text=True)
@@ -102,6 +115,23 @@ def test_train_checkpoint_resume_save_reload_plan_score(synth_dir, tmp_path):
     assert all(r.tools == sorted(r.tools, key=list(r.tools).index) and len(r.tools) == 16 for r in results)
     report = run(planner, test, tmp_path / "eval", batch_size=2)
     assert len(report["examples"]) == 3 and (tmp_path / "eval" / "predictions.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_lean_memory_trains_and_resumes(synth_dir, tmp_path):
+    """bf16 weights, float8 moments, layer-wise updates and checkpointing through the Trainer; the checkpoint
+    keeps the moments in float8 and resumes (the Trainer loads optimizer.pt with weights_only)."""
+    out = tmp_path / "lean"
+    run_training(tiny(synth_dir, out, "training.memory=lean", "training.max_steps=2", "training.eval_steps=2"),
+                 show_progress=False)
+    state = torch.load(out / "checkpoint-2" / "optimizer.pt", weights_only=True)["state"]
+    assert {v["exp_avg"].dtype for v in state.values()} == {torch.float8_e4m3fn}
+    resumed = run_training(tiny(synth_dir, out, "training.memory=lean", "training.max_steps=3", "training.eval_steps=3"),
+                           resume="auto", show_progress=False)
+    assert resumed["steps"] == 3 and math.isfinite(resumed["train_loss"])
+    from safetensors import safe_open
+    with safe_open(str(out / "model" / "model.safetensors"), "pt") as f:
+        assert f.get_tensor(next(iter(f.keys()))).dtype == torch.bfloat16  # no fp32 master copy
 
 
 @pytest.mark.parametrize("optimizer", ["galore", "adamw", "lora"])

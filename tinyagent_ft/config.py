@@ -69,9 +69,9 @@ class OptimizerConfig(Section):
     history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
     damping: float = Field(10.0, gt=0)
     layerwise: bool = Field(False, description="update inside backward (single process only)")
-    state_dtype: Literal["float32", "bfloat16"] = Field(
-        "float32", description="Adam moments of galore / natural_galore: bfloat16 stores them with stochastic "
-                               "rounding at half the memory (README: Memory)")
+    state_dtype: Literal["float32", "bfloat16", "float8"] = Field(
+        "float32", description="Adam moments of galore / natural_galore: bfloat16 (half the bytes) or float8 with a "
+                               "scale per 256 values (a quarter), both stored with stochastic rounding (README: Memory)")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
@@ -112,6 +112,10 @@ class TrainingConfig(Section):
     seed: int = 0
     report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard] or [wandb]; [] keeps runs offline")
     run_name: str | None = Field(None, description="run name shown by the trackers (default: output_dir)")
+    memory: Literal["default", "lean"] = Field(
+        "default", description="lean: gradient checkpointing; for galore / natural_galore also bf16 weights updated with "
+                               "stochastic rounding, float8 Adam moments and layer-wise updates (one process); settings "
+                               "given explicitly win (README: Memory)")
 
     _trackers = field_validator("report_to", mode="before")(check_trackers)
 
@@ -132,6 +136,20 @@ class TrainConfig(Section):
     optimizer: OptimizerConfig = OptimizerConfig()
     training: TrainingConfig = TrainingConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _lean_memory(self):
+        """Fill in what ``training.memory=lean`` implies wherever the config does not say otherwise."""
+        if self.training.memory != "lean":
+            return self
+        lean = [(self.model, "gradient_checkpointing", True)]
+        if self.optimizer.name in ("galore", "natural_galore"):  # the Trainer's AdamW would round bf16 weights
+            lean += [(self.model, "dtype", "bfloat16"), (self.optimizer, "state_dtype", "float8"),
+                     (self.optimizer, "layerwise", True)]
+        for section, key, value in lean:
+            if key not in section.model_fields_set:
+                setattr(section, key, value)
+        return self
 
     @model_validator(mode="after")
     def _pack_fits_a_sample(self):

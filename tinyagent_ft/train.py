@@ -66,6 +66,7 @@ def trainable_parameters(model) -> int:
 def estimate_state_bytes(model, cfg: TrainConfig) -> int:
     """Optimizer-state bytes (Adam moments, projectors, history) without building the optimizer."""
     from .optim.groups import build_param_groups
+    from .optim.lowbit import moment_bytes
     from .optim.projector import sides_for
     o = cfg.optimizer
     if o.name == "lora":
@@ -73,14 +74,13 @@ def estimate_state_bytes(model, cfg: TrainConfig) -> int:
     if o.name == "adamw":
         return 8 * trainable_parameters(model)
     opts = projection_options(cfg)
-    moments = 4 if o.state_dtype == "bfloat16" else 8  # bytes per element, both moments
     projected, *rest = build_param_groups(model, o.rank, **opts)
-    total = sum(moments * p.numel() for g in rest for p in g["params"])
+    total = sum(moment_bytes(p.numel(), o.state_dtype) for g in rest for p in g["params"])
     for p in projected["params"]:
         m, n = p.shape
         left, right = sides_for(tuple(p.shape), opts.get("side", "two_sided"), o.rank)
         rm, rn = (min(o.rank, m) if left else m), (min(o.rank, n) if right else n)
-        total += moments * rm * rn + 4 * (m * rm * left + n * rn * right)
+        total += moment_bytes(rm * rn, o.state_dtype) + p.element_size() * (m * rm * left + n * rn * right)
         total += 2 * opts["history"] * rm * rn  # bf16 gradient history
     return total
 

@@ -41,6 +41,12 @@ OPTIMIZERS = {
     # issue 17: Adam moments stored in bf16 with stochastic rounding, against the fp32 moments above
     "galore bf16 state": dict(lr=1e-2, side="std", history=0, state_dtype="bfloat16"),
     "natural-galore bf16 state": dict(lr=1e-2, state_dtype="bfloat16"),
+    "galore float8 state": dict(lr=1e-2, side="std", history=0, state_dtype="float8"),
+    "natural-galore float8 state": dict(lr=1e-2, state_dtype="float8"),
+    # bf16 weights without fp32 master copies (the optimizer rounds its fp32 update stochastically), alone and
+    # with float8 moments as training.memory=lean sets them
+    "natural-galore bf16 weights": dict(lr=1e-2, weights="bfloat16"),
+    "natural-galore lean": dict(lr=1e-2, weights="bfloat16", state_dtype="float8"),
 }
 DEFAULT_SET = ["adamw", "galore", "natural-galore"]
 
@@ -67,13 +73,14 @@ def batches(ids: torch.Tensor, seq: int, batch: int, gen: torch.Generator):
         yield torch.stack([ids[s:s + seq + 1] for s in starts.tolist()])
 
 
-def run(name, ids_train, ids_val, vocab, steps, seed, device, rank, seq=128, batch=16):
+def run(name, ids_train, ids_val, vocab, steps, seed, device, rank, seq=128, batch=16, options: dict | None = None):
+    """One training run; ``options`` (lr plus NaturalGaLoreAdamW / group options) replaces OPTIMIZERS[name]."""
     torch.manual_seed(seed)
     cfg = LlamaConfig(vocab_size=vocab, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
                       num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=seq, tie_word_embeddings=True)
-    model = LlamaForCausalLM(cfg).to(device)
-    opts = dict(OPTIMIZERS[name])
+    opts = dict(options if options is not None else OPTIMIZERS[name])
     lr = opts.pop("lr")
+    model = LlamaForCausalLM(cfg).to(device, getattr(torch, opts.pop("weights", "float32")))
     if name == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     else:

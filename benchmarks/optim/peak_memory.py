@@ -1,7 +1,10 @@
 """Peak GPU memory and tokens/s of one full fine-tuning step of the TinyLlama-1.1B shape (random
-weights, bf16, one sequence of 2,048 tokens) per optimizer, layer-wise and not, next to LoRA r=16.
+weights, bf16, one sequence of 2,048 tokens) per optimizer, layer-wise and not, next to LoRA r=16, in the
+default mode and in lean mode (`training.memory=lean`: gradient checkpointing, liger-kernel's fused linear
+cross-entropy where installed, and for GaLore / Natural GaLore float8 Adam moments). Weights are bf16 in
+every row (AdamW and LoRA included), so rows differ only by what the mode and the optimizer hold.
 
-    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 512] [--out peak_memory.json]
+    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 128] [--out peak_memory.json]
 """
 from __future__ import annotations
 
@@ -13,13 +16,14 @@ import time
 import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from tinyagent_ft.kernels import apply_fused_kernels
 from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
 
 TINYLLAMA = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                  num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048)
 
 
-def setup(kind: str, model, rank: int):
+def setup(kind: str, model, rank: int, lean: bool):
     if kind == "adamw":
         return torch.optim.AdamW(model.parameters(), lr=1e-5), None
     if kind == "lora r=16":
@@ -28,22 +32,26 @@ def setup(kind: str, model, rank: int):
             "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]))
         return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4), model
     opts = {"galore": dict(side="std", history=0), "natural-galore": {}}[kind.split(" ")[0]]
-    opt = NaturalGaLoreAdamW(build_param_groups(model, rank=rank, svd_method="randomized", **opts), lr=1e-5)
+    opt = NaturalGaLoreAdamW(build_param_groups(model, rank=rank, svd_method="randomized", **opts), lr=1e-5,
+                             state_dtype="float8" if lean else "float32")
     if "layer-wise" in kind:
         return LayerwiseOptimizer(opt), None
     return opt, None
 
 
-def measure(kind: str, seq: int, rank: int, steps: int = 4) -> dict:
+def measure(kind: str, seq: int, rank: int, lean: bool, steps: int = 4) -> dict:
     gc.collect()  # layer-wise hooks tie params and optimizer in a cycle: free the previous run first
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     if torch.cuda.memory_allocated() > 2**29:  # more than library workspaces
         raise RuntimeError(f"{torch.cuda.memory_allocated() / 2**30:.2f} GiB still allocated before {kind}")
     torch.manual_seed(0)
-    model = LlamaForCausalLM(LlamaConfig(**TINYLLAMA)).to("cuda", torch.bfloat16)
+    with torch.device("cuda"):
+        model = LlamaForCausalLM(LlamaConfig(**TINYLLAMA)).to(torch.bfloat16)
     model.config.use_cache = False
-    opt, wrapped = setup(kind, model, rank)
+    if lean:
+        model.gradient_checkpointing_enable()
+    opt, wrapped = setup(kind, model, rank, lean)
     model = wrapped or model
     ids = torch.randint(0, 32000, (1, seq), device="cuda")
     times, phases = [], {"forward": 0.0, "backward": 0.0, "step": 0.0}
@@ -76,26 +84,32 @@ def measure(kind: str, seq: int, rank: int, steps: int = 4) -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seq", type=int, default=2048)
-    ap.add_argument("--rank", type=int, default=512)
+    ap.add_argument("--rank", type=int, default=128, help="the recipe's rank (optimizer.rank)")
     ap.add_argument("--out", default="benchmarks/optim/peak_memory.json")
     args = ap.parse_args()
-    kinds = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
+    plain = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
+    lean = ["adamw", "natural-galore", "galore layer-wise", "natural-galore layer-wise", "lora r=16"]
     rows = {}
-    for k in kinds:
-        try:
-            rows[k] = measure(k, args.seq, args.rank)
-        except ImportError as exc:
-            print(f"skip {k}: {exc}")
-    base = rows["adamw"]
+    for mode, kinds in (("default", plain), ("lean", lean)):
+        if mode == "lean":  # liger-kernel patches the Llama classes for the rest of the process: plain rows first
+            rows["fused_kernels"] = apply_fused_kernels("auto", "cuda", "llama")
+        for k in kinds:
+            try:
+                rows[f"{k} ({mode})"] = measure(k, args.seq, args.rank, lean=mode == "lean")
+            except ImportError as exc:
+                print(f"skip {k}: {exc}")
+    fused = rows.pop("fused_kernels")
+    base = rows["adamw (default)"]
     print(f"full fine-tuning step, TinyLlama-1.1B shape, bf16 weights, 1 x {args.seq} tokens, rank {args.rank}, "
-          f"{torch.cuda.get_device_name()}")
-    print(f"{'optimizer':<28} {'peak GiB':>9} {'x AdamW':>8} {'fwd/bwd/step GiB':>18} {'tokens/s':>9} {'x AdamW':>8}")
+          f"{torch.cuda.get_device_name()}; lean: gradient checkpointing, float8 moments, fused CE: {fused or 'none'}")
+    print(f"{'optimizer (mode)':<36} {'peak GiB':>9} {'x AdamW':>8} {'fwd/bwd/step GiB':>18} {'tokens/s':>9} {'x AdamW':>8}")
     for k, r in rows.items():
-        ph = "/".join(f"{v:.1f}" for v in r["peak_by_phase_gib"].values())
-        print(f"{k:<28} {r['peak_gib']:>9.2f} {r['peak_gib'] / base['peak_gib']:>8.2f} {ph:>18} {r['tokens_per_s']:>9.0f} "
+        ph = "/".join(f"{v:.2f}" for v in r["peak_by_phase_gib"].values())
+        print(f"{k:<36} {r['peak_gib']:>9.2f} {r['peak_gib'] / base['peak_gib']:>8.2f} {ph:>18} {r['tokens_per_s']:>9.0f} "
               f"{r['tokens_per_s'] / base['tokens_per_s']:>8.2f}")
     with open(args.out, "w") as fh:
-        json.dump({"seq": args.seq, "rank": args.rank, "device": torch.cuda.get_device_name(), "results": rows}, fh, indent=2)
+        json.dump({"seq": args.seq, "rank": args.rank, "device": torch.cuda.get_device_name(), "fused_kernels": fused,
+                   "results": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -44,10 +44,12 @@ class LayerwiseOptimizer:
         return self.optimizer.param_groups
 
     def _clip(self, g: torch.Tensor) -> torch.Tensor:
-        norm = float(g.norm())
-        self._sq_norm += norm * norm
-        if self.max_norm and norm > self.max_norm and math.isfinite(norm):
-            g = g * (self.max_norm / (norm + 1e-6))
+        """Clipped in place (``g`` is a gradient the hook owns) with device arithmetic: no host sync inside
+        backward. A non-finite norm leaves ``g`` non-finite, and the optimizer skips that update."""
+        norm = g.norm().float()
+        self._sq_norm = self._sq_norm + norm * norm
+        if self.max_norm:
+            g.mul_(torch.where(norm > self.max_norm, self.max_norm / (norm + 1e-6), 1.0).to(g.dtype))
         return g
 
     def _hook(self, group: dict):
@@ -78,7 +80,7 @@ class LayerwiseOptimizer:
 
     def grad_norm(self) -> float:
         """Norm of the gradients consumed since the last call (for logging), then reset."""
-        value, self._sq_norm = math.sqrt(self._sq_norm), 0.0
+        value, self._sq_norm = math.sqrt(float(self._sq_norm)), 0.0
         return value
 
     def step(self, closure=None) -> None:

@@ -14,20 +14,13 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 
+from .lowbit import init_moments, read_moment, round_to_bfloat16, write_moment
 from .natural import warn_once, woodbury_natural
 from .projector import METHODS, SIDES, add_projected_back, compute_projectors, project, sides_for
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-STATE_DTYPES = ("float32", "bfloat16")  # Adam moments; float16's range loses small second moments
-
-
-def round_to_bfloat16(x: torch.Tensor) -> torch.Tensor:
-    """fp32 -> bf16 by stochastic rounding: the 16 dropped bits decide the probability of rounding up, so
-    the stored value is unbiased and updates smaller than bf16's resolution still add up on average.
-    (Finite inputs; the sign is separate in IEEE floats, so magnitudes round the same way.)"""
-    bits = x.contiguous().view(torch.int32)
-    noise = torch.randint_like(bits, 0, 1 << 16)
-    return ((bits + noise) & -65536).view(torch.float32).to(torch.bfloat16)
+STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
+CHUNK = 1 << 24  # values per batch of an Adam step (64 MB in fp32): bounds its temporaries
 
 
 # Defaults chosen from benchmarks/optim (see README): two-sided keeps the history small enough that
@@ -63,6 +56,11 @@ def _tf32_matmuls(enabled: bool):
         m.fp32_precision = previous
 
 
+def _piece(p: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """The values [lo, hi) of a weight as a writable view (the whole weight, in its shape, when that is all)."""
+    return p if (lo, hi) == (0, p.numel()) else p.view(-1)[lo:hi]
+
+
 def _check_group(group: dict) -> None:
     if "rank" not in group:
         return
@@ -84,8 +82,9 @@ def _check_group(group: dict) -> None:
 class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0, state_dtype: str = "float32", **projection):
-        """``state_dtype="bfloat16"``: Adam moments stored in bf16 with stochastic rounding (half their memory),
-        computed in fp32 each step."""
+        """``state_dtype``: Adam moments stored as float32, or with stochastic rounding as bfloat16 (half the bytes)
+        or float8 with a scale per block of 256 (a quarter), computed in fp32 each step. Weights in bf16 (no fp32
+        master copy) are updated in fp32 and stored back with stochastic rounding."""
         unknown = set(projection) - set(PROJECTION_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown options {sorted(unknown)}; valid: {sorted(PROJECTION_DEFAULTS)}")
@@ -97,6 +96,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         for group in self.param_groups:
             _check_group(group)
         self.nonfinite_skips = 0
+        self._generators: dict[torch.device, torch.Generator] = {}
         self._cholesky_failures = torch.zeros((), dtype=torch.int64)
         self._refresh_offset = {p: (i * g["update_proj_gap"]) // len(g["params"]) if g["stagger_refresh"] else 0
                                 for g in self.param_groups if "rank" in g for i, p in enumerate(g["params"])}
@@ -149,45 +149,84 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         self._adam_many(group, params, Rs)
 
     def _adam_many(self, group: dict, params: list, Rs: list) -> None:
-        """Adam on the (projected) gradients with multi-tensor (foreach) kernels: a handful of launches for
-        all weights instead of a dozen per weight. Weights are grouped by step count (bias correction)."""
-        beta1, beta2 = group["betas"]
-        lr, projected = group["lr"], "rank" in group
-        stored = DTYPES[group.get("state_dtype", "float32")]
+        """Adam on the (projected) gradients with multi-tensor (foreach) kernels: a handful of launches for a
+        batch of weights instead of a dozen per weight. Weights are grouped by step count (bias correction);
+        unprojected weights are cut into pieces of at most CHUNK values so that the step's temporaries stay
+        bounded whatever the largest weight (an embedding)."""
+        kind = group.get("state_dtype", "float32")
         by_step = defaultdict(list)
-        for i, p in enumerate(params):
+        for p, R in zip(params, Rs):
             state = self.state[p]
             if "exp_avg" not in state:
-                state["exp_avg"] = torch.zeros_like(Rs[i], dtype=stored)
-                state["exp_avg_sq"] = torch.zeros_like(Rs[i], dtype=stored)
-            by_step[state.get("step", 0) + 1].append(i)
-        for step, idx in by_step.items():
-            ps, R = [params[i] for i in idx], [Rs[i] for i in idx]
-            states = [self.state[p] for p in ps]
-            exp_avg, exp_avg_sq = [st["exp_avg"] for st in states], [st["exp_avg_sq"] for st in states]
-            if stored != torch.float32:  # updated in fp32, stored back rounded below
-                exp_avg, exp_avg_sq = [m.float() for m in exp_avg], [v.float() for v in exp_avg_sq]
-            torch._foreach_lerp_(exp_avg, R, 1 - beta1)
-            torch._foreach_mul_(exp_avg_sq, beta2)
-            torch._foreach_addcmul_(exp_avg_sq, R, R, value=1 - beta2)
-            if stored != torch.float32:
-                for st, m, v in zip(states, exp_avg, exp_avg_sq):
-                    st["exp_avg"].copy_(round_to_bfloat16(m))
-                    st["exp_avg_sq"].copy_(round_to_bfloat16(v))
-            bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-            denom = torch._foreach_sqrt(exp_avg_sq)
-            torch._foreach_div_(denom, bc2**0.5)
-            torch._foreach_add_(denom, group["eps"])
-            updates = torch._foreach_div(exp_avg, denom)
-            if group["weight_decay"]:
-                torch._foreach_mul_(ps, 1 - lr * group["weight_decay"])
-            if projected:  # back-projected straight into each weight: no full-size update tensor
-                for p, u, st in zip(ps, updates, states):
-                    add_projected_back(p, u, st.get("P"), st.get("Q"), -lr * group["scale"] / bc1)
+                init_moments(state, R.numel(), kind, R.device)
+            by_step[state.get("step", 0) + 1].append((p, R))
+        for step, pairs in by_step.items():
+            batch, size = [], 0
+            for p, R in pairs:
+                n = R.numel()
+                cut = CHUNK if "rank" not in group and p.is_contiguous() else n  # a projected R is used whole
+                for lo in range(0, n, cut):
+                    batch.append((p, R, lo, min(lo + cut, n)))
+                    size += batch[-1][3] - lo
+                    if size >= CHUNK:
+                        self._adam_pieces(group, step, batch)
+                        batch, size = [], 0
+            if batch:
+                self._adam_pieces(group, step, batch)
+            for p, _ in pairs:
+                self.state[p]["step"] = step
+
+    def _adam_pieces(self, group: dict, step: int, pieces: list) -> None:
+        """One Adam update of pieces (param, gradient, lo, hi): flat value ranges of the (projected) gradients."""
+        beta1, beta2 = group["betas"]
+        lr, wd, kind = group["lr"], group["weight_decay"], group.get("state_dtype", "float32")
+        gen = self._rounding_generator(pieces[0][1].device) if kind != "float32" else None
+        states = [self.state[p] for p, *_ in pieces]
+        R = [g.reshape(-1)[lo:hi] for (_, g, lo, hi) in pieces]
+        m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
+        v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
+        torch._foreach_lerp_(m, R, 1 - beta1)
+        torch._foreach_mul_(v, beta2)
+        torch._foreach_addcmul_(v, R, R, value=1 - beta2)
+        for st, (*_, lo, hi), mi, vi in zip(states, pieces, m, v):
+            write_moment(st, "exp_avg", kind, lo, hi, mi, gen)
+            write_moment(st, "exp_avg_sq", kind, lo, hi, vi, gen)
+        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
+        denom = torch._foreach_sqrt(v)
+        torch._foreach_div_(denom, bc2**0.5)
+        torch._foreach_add_(denom, group["eps"])
+        updates = torch._foreach_div(m, denom)
+        projected = "rank" in group  # then each piece is a whole projected gradient, and its weight the target
+        alpha = -lr * group["scale"] / bc1 if projected else -lr / bc1
+        targets = [p if projected else _piece(p, lo, hi) for p, _, lo, hi in pieces]
+        exact = [j for j, t in enumerate(targets) if t.dtype in (torch.float32, torch.float64)]
+        if wd and exact:
+            torch._foreach_mul_([targets[j] for j in exact], 1 - lr * wd)
+        if projected:  # back-projected straight into each weight: no full-size update tensor
+            for j in exact:
+                add_projected_back(targets[j], updates[j].view(pieces[j][1].shape), states[j].get("P"),
+                                   states[j].get("Q"), alpha)
+        elif exact:
+            torch._foreach_add_([targets[j] for j in exact], [updates[j].view(targets[j].shape) for j in exact],
+                                alpha=alpha)
+        for j in sorted(set(range(len(pieces))) - set(exact)):  # low-precision weights: no fp32 master copy
+            t, w = targets[j], targets[j].float()
+            if wd:
+                w.mul_(1 - lr * wd)
+            if projected:
+                add_projected_back(w, updates[j].view(pieces[j][1].shape), states[j].get("P"), states[j].get("Q"), alpha)
             else:
-                torch._foreach_add_(ps, [u.to(p.dtype) for u, p in zip(updates, ps)], alpha=-lr / bc1)
-            for st in states:
-                st["step"] = step
+                w.add_(updates[j].view(w.shape), alpha=alpha)
+            # stochastic rounding: a step below half of bf16's spacing at the weight still moves it on average
+            t.copy_(round_to_bfloat16(w, self._rounding_generator(w.device)) if t.dtype == torch.bfloat16 else w)
+
+    def _rounding_generator(self, device) -> torch.Generator:
+        """One seeded generator per device for stochastic rounding: every DDP rank draws the same bits and
+        its weights stay identical."""
+        device = torch.device(device)
+        if device not in self._generators:
+            self._generators[device] = torch.Generator(device).manual_seed(0)
+        return self._generators[device]
 
     def project_grad(self, p: torch.Tensor, group: dict, grad: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """Projected fp32 gradient, refreshing the subspace first when one is due at ``step``."""
