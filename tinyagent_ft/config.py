@@ -67,7 +67,9 @@ class OptimizerConfig(Section):
                              "of every weight at once, or randomized SVD")
     scale: float = Field(0.25, gt=0)
     history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
-    damping: float = Field(10.0, gt=0)
+    damping: float = Field(1e-3, gt=0)
+    damping_mode: Literal["absolute", "relative"] = Field(
+        "absolute", description="absolute: lambda = damping; relative: damping x the history's mean squared norm")
     layerwise: bool = Field(False, description="update inside backward (single process only)")
     state_dtype: Literal["float32", "bfloat16", "float8"] = Field(
         "float32", description="Adam moments of galore / natural_galore: bfloat16 (half the bytes) or float8 with a "
@@ -79,7 +81,7 @@ class OptimizerConfig(Section):
     @model_validator(mode="after")
     def _no_ignored_options(self):
         """Refuse options the chosen optimizer would silently ignore (those set explicitly)."""
-        owners = [(("natural_galore",), ("history", "damping")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
+        owners = [(("natural_galore",), ("history", "damping", "damping_mode")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
                   (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ()),
                   (("galore", "natural_galore"), ("state_dtype",) if self.state_dtype != "float32" else ())]
         for names, keys in owners:

@@ -56,7 +56,7 @@ def projection_options(cfg: TrainConfig) -> dict:
                   stagger_refresh=o.svd_method == "power")
     if o.name == "galore":
         return common | dict(side="std", history=0)
-    return common | dict(history=o.history, damping=o.damping)
+    return common | dict(history=o.history, damping=o.damping, damping_mode=o.damping_mode)
 
 
 def trainable_parameters(model) -> int:
