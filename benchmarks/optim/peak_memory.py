@@ -87,6 +87,7 @@ def main():
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--rank", type=int, default=128, help="the recipe's rank (optimizer.rank)")
     ap.add_argument("--out", default="benchmarks/optim/peak_memory.json")
+    ap.add_argument("--rows", nargs="+", default=None, help='only these rows, e.g. "adamw (default)" "natural-galore (lean)"')
     args = ap.parse_args()
     plain = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
     lean = ["adamw", "natural-galore", "galore layer-wise", "natural-galore layer-wise", "lora r=16"]
@@ -95,12 +96,14 @@ def main():
         if mode == "lean":  # liger-kernel patches the Llama classes for the rest of the process: plain rows first
             rows["fused_kernels"] = apply_fused_kernels("auto", "cuda", "llama")
         for k in kinds:
+            if args.rows and f"{k} ({mode})" not in args.rows:
+                continue
             try:
                 rows[f"{k} ({mode})"] = measure(k, args.seq, args.rank, lean=mode == "lean")
             except ImportError as exc:
                 print(f"skip {k}: {exc}")
     fused = rows.pop("fused_kernels")
-    base = rows["adamw (default)"]
+    base = rows.get("adamw (default)") or next(iter(rows.values()))
     print(f"full fine-tuning step, TinyLlama-1.1B shape, bf16 weights, 1 x {args.seq} tokens, rank {args.rank}, "
           f"{torch.cuda.get_device_name()}; lean: gradient checkpointing, float8 moments, fused CE: {fused or 'none'}")
     print(f"{'optimizer (mode)':<36} {'peak GiB':>9} {'x AdamW':>8} {'fwd/bwd/step GiB':>18} {'tokens/s':>9} {'x AdamW':>8}")

@@ -20,7 +20,7 @@ from .projector import METHODS, SIDES, add_projected_back, compute_projectors, p
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
-CHUNK = 1 << 24  # values per batch of an Adam step (64 MB in fp32): bounds its temporaries
+CHUNK = 1 << 22  # values per batch of an Adam step (16 MB in fp32): bounds its temporaries
 
 
 # Defaults chosen from benchmarks/optim (see README): two-sided keeps the history small enough that
@@ -145,7 +145,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
                                    "optimizer.nonfinite_skips)")
         if not good:
             return
-        params, Rs = [p for p, _ in good], [R.float() for _, R in good]
+        params, Rs = [p for p, _ in good], [R for _, R in good]  # unprojected gradients become fp32 piece by piece
         if "rank" in group and group["history"] > 0:
             Rs = self._natural_many(group, list(zip(params, Rs)))
         self._adam_many(group, params, Rs)
@@ -184,7 +184,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         lr, wd, kind = group["lr"], group["weight_decay"], group.get("state_dtype", "float32")
         gen = self._rounding_generator(pieces[0][1].device) if kind != "float32" else None
         states = [self.state[p] for p, *_ in pieces]
-        R = [g.reshape(-1)[lo:hi] for (_, g, lo, hi) in pieces]
+        R = [g.reshape(-1)[lo:hi].float() for (_, g, lo, hi) in pieces]
         m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
         v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
         torch._foreach_lerp_(m, R, 1 - beta1)
