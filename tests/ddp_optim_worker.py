@@ -3,7 +3,9 @@ benchmarks/train/ddp.sh): train with NaturalGaLoreAdamW through several projecto
 different data per rank, once straight through and once stopped at a checkpoint and resumed into fresh
 objects; save each rank's weights and projectors of both runs.
 
-    torchrun --nproc_per_node 2 tests/ddp_optim_worker.py OUT_DIR [svd|randomized|power]
+    torchrun --nproc_per_node 2 tests/ddp_optim_worker.py OUT_DIR [svd|randomized|power] [float32|bfloat16|float8]
+
+The last argument stores the Adam moments in that dtype (stochastic rounding: the ranks must draw the same bits).
 """
 import sys
 from pathlib import Path
@@ -18,6 +20,7 @@ from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_par
 STEPS, STOP = 13, 6  # refreshes every 4 steps: the resumed run crosses the refreshes at steps 9 and 13
 
 out, method = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "randomized")
+state_dtype = sys.argv[3] if len(sys.argv) > 3 else "float32"
 cuda = torch.cuda.is_available()
 dist.init_process_group("nccl" if cuda else "gloo")
 rank = dist.get_rank()
@@ -30,7 +33,7 @@ def build():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(24, 48), nn.Tanh(), nn.Linear(48, 24)).to(device)
     opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[02]$",), update_proj_gap=4,
-                                                svd_method=method), lr=1e-2)
+                                                svd_method=method), lr=1e-2, state_dtype=state_dtype)
     return model, DDP(model, device_ids=[rank] if cuda else None), opt
 
 

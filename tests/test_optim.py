@@ -345,14 +345,16 @@ def test_param_groups_helper():
         NaturalGaLoreAdamW([{"params": [model[2].weight], "rank": 2, "side": "diagonal"}])
 
 
-@pytest.mark.parametrize("method", ["randomized", "power"])
-def test_ddp_ranks_agree_through_refreshes_and_resume(tmp_path, method):
+@pytest.mark.parametrize("method,state_dtype", [("randomized", "float32"), ("power", "float32"), ("power", "float8")])
+def test_ddp_ranks_agree_through_refreshes_and_resume(tmp_path, method, state_dtype):
     """Two gloo ranks on different data: after every refresh both hold the same projectors and weights,
-    and a run stopped at a checkpoint and resumed into fresh objects ends where the straight run does."""
+    and a run stopped at a checkpoint and resumed into fresh objects ends where the straight run does
+    (with float8 moments too: stochastic rounding draws the same bits on both ranks and after resume)."""
     script = Path(__file__).parent / "ddp_optim_worker.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(tmp_path), method], capture_output=True, text=True, env=env, timeout=300)
+                          str(script), str(tmp_path), method, state_dtype], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert res.returncode == 0, res.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
     for run in ("straight", "resumed"):

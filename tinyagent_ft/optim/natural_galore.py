@@ -307,6 +307,14 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         return int(self._cholesky_failures)
 
     # ------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Torch's, plus the stochastic-rounding generator's position, so that a resumed run draws the bits the
+        uninterrupted run would have drawn (a uint8 tensor: loads with ``weights_only=True``)."""
+        state = super().state_dict()
+        if self._generators:
+            state["rounding_generator"] = next(iter(self._generators.values())).get_state()
+        return state
+
     def load_state_dict(self, state_dict: dict) -> None:
         """Like torch's, but keeps each state tensor's saved dtype (fp32 Gram and moments of bf16 params)."""
         groups = state_dict["param_groups"]
@@ -320,3 +328,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in st.items()}
         for group, saved in zip(self.param_groups, groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
+        if "rounding_generator" in state_dict:  # every rank resumes the same stream (a CPU / CUDA switch starts afresh)
+            device = self.param_groups[0]["params"][0].device
+            try:
+                self._rounding_generator(device).set_state(state_dict["rounding_generator"].cpu())
+            except RuntimeError:
+                self._generators.pop(torch.device(device), None)
