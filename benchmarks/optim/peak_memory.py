@@ -68,9 +68,8 @@ def measure(kind: str, seq: int, rank: int, lean: bool, steps: int = 4) -> dict:
         mark("forward")
         loss.backward()
         mark("backward")
-        if not isinstance(opt, LayerwiseOptimizer):
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        opt.step()  # layer-wise: the last queued weights
+        opt.zero_grad(set_to_none=True)
         mark("step")
         torch.cuda.synchronize()
         times.append(time.perf_counter() - t0)

@@ -1,5 +1,7 @@
-"""Layer-wise mode: each weight is updated from its own post-accumulate-grad hook during backward,
-and its gradient freed at once, so the full set of gradients is never resident.
+"""Layer-wise mode: each weight's gradient is consumed in its own post-accumulate-grad hook during
+backward and freed at once, so the full set of gradients is never resident. Unprojected weights are
+updated there; projected weights queue their small projected gradients and are updated BATCH at a
+time (the last ones when ``step()`` is called after backward), which costs far less per weight.
 
 Unlike the peers it honours gradient accumulation: a projected weight's gradient is projected and
 summed in the low-rank space on every micro-batch (projection is linear, so the sum is exact) and
@@ -18,6 +20,9 @@ import torch.distributed as dist
 from .natural_galore import NaturalGaLoreAdamW
 
 
+BATCH = 8  # projected weights updated together (a Llama layer has 7)
+
+
 class LayerwiseOptimizer:
     def __init__(self, optimizer: NaturalGaLoreAdamW, grad_accumulation_steps: int = 1,
                  max_grad_norm: float | None = None):
@@ -30,6 +35,7 @@ class LayerwiseOptimizer:
         self._micro: dict[torch.Tensor, int] = {}
         self._acc: dict[torch.Tensor, torch.Tensor] = {}
         self._sq_norm = 0.0
+        self._pending: dict[int, tuple[dict, list]] = {}  # id(group) -> (group, [(param, projected gradient)])
         # Set by a trainer that knows which micro-batch ends an optimizer step (the HF Trainer also ends one
         # at an epoch's last micro-batch); without it, every grad_accumulation_steps-th micro-batch does.
         self.ends_step: Callable[[], bool] | None = None
@@ -71,9 +77,9 @@ class LayerwiseOptimizer:
                     if not last:
                         self._acc[p] = R
                         return
-                    opt.step_param(p, group, None, projected=self._clip(R))
+                    self._queue(group, p, self._clip(R))
                 elif last:
-                    opt.step_param(p, group, self._clip(p.grad))
+                    opt.step_params(group, [p], [self._clip(p.grad)])
                     p.grad = None
 
         return hook
@@ -83,8 +89,24 @@ class LayerwiseOptimizer:
         value, self._sq_norm = math.sqrt(float(self._sq_norm)), 0.0
         return value
 
+    def _queue(self, group: dict, p: torch.Tensor, R: torch.Tensor) -> None:
+        """Projected gradients are small: hold BATCH of them and update those weights together (one batched
+        natural-gradient solve, one multi-tensor Adam step, one host sync) instead of one weight at a time."""
+        pending = self._pending.setdefault(id(group), (group, []))[1]
+        pending.append((p, R))
+        if len(pending) >= BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        for group, pending in self._pending.values():
+            if pending:
+                self.optimizer.step_params(group, [p for p, _ in pending], [R for _, R in pending], projected=True)
+        self._pending.clear()
+
     def step(self, closure=None) -> None:
-        """Nothing left to do: every weight was updated inside backward. Lets trainers call it as usual."""
+        """Update the weights still queued; every other weight was updated inside backward. Trainers call it
+        after backward as for any optimizer."""
+        self._flush()
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Nothing to free: gradients are released inside the hooks."""

@@ -125,11 +125,12 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         return loss
 
     @torch.no_grad()
-    def step_param(self, p: torch.Tensor, group: dict, grad: torch.Tensor | None,
-                   projected: torch.Tensor | None = None) -> None:
-        """Update one parameter (layer-wise mode) from ``grad`` or an already projected gradient."""
+    def step_params(self, group: dict, params: list, gradients: list, projected: bool = False) -> None:
+        """Update some parameters of a group (layer-wise mode) from their gradients, or from gradients already
+        projected (``projected=True``), batched as ``step`` batches a whole group."""
         with _tf32_matmuls(group.get("tf32", False)):
-            self._update_many(group, [p], [projected if projected is not None else self._gradient(p, group, grad)])
+            Rs = gradients if projected else [self._gradient(p, group, g) for p, g in zip(params, gradients)]
+            self._update_many(group, params, Rs)
 
     def _gradient(self, p, group, grad):
         return self.project_grad(p, group, grad) if "rank" in group else grad
