@@ -53,7 +53,7 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         load_config(None, ["optimizer.name=galore", "optimizer.history=2", "optimizer.damping=1"])
     with pytest.raises(ConfigError, match=r"state_dtype: used only by galore or natural_galore, not by lora"):
         load_config(None, ["optimizer.name=lora", "optimizer.state_dtype=bfloat16"])
-    with pytest.raises(ConfigError, match=r"optimizer.state_dtype: Input should be 'float32' or 'bfloat16'"):
+    with pytest.raises(ConfigError, match=r"optimizer.state_dtype: Input should be 'float32', 'bfloat16' or 'float8'"):
         load_config(None, ["optimizer.state_dtype=float16"])
     with pytest.raises(ConfigError, match=r"training.lr_scheduler: Input should be 'cosine', 'linear'"):
         load_config(None, ["training.lr_scheduler=cosin"])
