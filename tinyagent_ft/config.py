@@ -139,6 +139,11 @@ class TrainConfig(Section):
     training: TrainingConfig = TrainingConfig()
     eval: EvalConfig = EvalConfig()
 
+    @property
+    def plan_examples(self) -> int:
+        """In-context examples when planning (validation, the saved planner, the demo's evaluation)."""
+        return self.prompt.num_examples if self.eval.num_examples is None else self.eval.num_examples
+
     @model_validator(mode="after")
     def _lean_memory(self):
         """Fill in what ``training.memory=lean`` implies wherever the config does not say otherwise."""

@@ -44,13 +44,13 @@ def decode(model, tokenizer, input_ids: torch.Tensor, attention_mask: torch.Tens
             tokens = torch.multinomial(torch.softmax(scores / temperature, dim=-1), 1).squeeze(1)
         else:
             tokens = scores.argmax(-1)
-        ended = []
-        for i, (row, token) in enumerate(zip(live, tokens.tolist())):
+        ended, chosen = [], tokens.tolist()
+        for i, (row, token) in enumerate(zip(live, chosen)):
             new[row].append(token)
             if token == eos or END_OF_PLAN in tokenizer.decode(new[row][-stop_tail:]):
                 ended.append(i)
         if processor is not None:
-            processor.consume(tokens.tolist())
+            processor.consume(chosen)
         if len(ended) == len(live) or (max_time is not None and time.perf_counter() - start > max_time):
             break
         if ended:

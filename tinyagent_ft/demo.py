@@ -85,7 +85,7 @@ def run_demo(out: Path, config: Path = DEMO_CONFIG, n: int = 8000, test_size: in
     stage("fine-tune")
 
     console.rule("5/5 base vs fine-tuned on held-out test queries")
-    k = cfg.prompt.num_examples if cfg.eval.num_examples is None else cfg.eval.num_examples
+    k = cfg.plan_examples
     rows = {"base": _evaluate("base", cfg.model.name, test, out / "eval-base", clf_dir, index_dir, k),
             "fine-tuned": _evaluate("fine-tuned", str(run_dir / "model"), test, out / "eval-tuned", clf_dir, index_dir, k)}
     stage("evaluation")

@@ -379,9 +379,10 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     classifier, index = load_retrievers(cfg, catalog)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
     builder = PromptBuilder(settings, classifier if cfg.prompt.tools == "classifier" else None, index, catalog)
-    if index and cfg.eval.num_examples is not None:  # planning may show more examples than training prompts
-        settings = settings.model_copy(update={"num_examples": cfg.eval.num_examples})
-    planning = PromptBuilder(settings, builder.classifier, index, catalog)
+    planning = builder
+    if index and cfg.plan_examples != cfg.prompt.num_examples:  # planning may show more examples than training
+        settings = settings.model_copy(update={"num_examples": cfg.plan_examples})
+        planning = PromptBuilder(settings, builder.classifier, index, catalog)
     packing = device == "cuda" if t.packing == "auto" else t.packing
     if packing and not t.system_prompt_gradient:
         raise ConfigError("training.system_prompt_gradient=false needs padded batches: set training.packing=false")

@@ -56,6 +56,8 @@ def main():
     log = out / f"runs_{args.corpus}.jsonl"
     done = {(r["cell"], r["lr"], r["seed"]): r for r in map(json.loads, log.read_text().splitlines())} if log.is_file() else {}
 
+    grid = {k: v for k, v in cells().items() if args.cells is None or k in args.cells}
+
     def once(cell: str, lr: float, seed: int) -> dict:
         if (cell, lr, seed) not in done:
             r = run(cell, ids[:cut], ids[cut:], len(tok), args.steps, seed, args.device, args.rank,
@@ -67,7 +69,6 @@ def main():
                   f"state {r['state_mb']:.2f} MB ({r['seconds']:.0f} s)", flush=True)
         return done[(cell, lr, seed)]
 
-    grid = {k: v for k, v in cells().items() if args.cells is None or k in args.cells}
     table = {}
     for cell in grid:
         lrs = sorted(args.lrs)

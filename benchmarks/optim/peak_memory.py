@@ -90,10 +90,10 @@ def main():
     args = ap.parse_args()
     plain = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
     lean = ["adamw", "natural-galore", "galore layer-wise", "natural-galore layer-wise", "lora r=16"]
-    rows = {}
+    rows, fused = {}, None
     for mode, kinds in (("default", plain), ("lean", lean)):
         if mode == "lean":  # liger-kernel patches the Llama classes for the rest of the process: plain rows first
-            rows["fused_kernels"] = apply_fused_kernels("auto", "cuda", "llama")
+            fused = apply_fused_kernels("auto", "cuda", "llama")
         for k in kinds:
             if args.rows and f"{k} ({mode})" not in args.rows:
                 continue
@@ -101,7 +101,6 @@ def main():
                 rows[f"{k} ({mode})"] = measure(k, args.seq, args.rank, lean=mode == "lean")
             except ImportError as exc:
                 print(f"skip {k}: {exc}")
-    fused = rows.pop("fused_kernels")
     base = rows.get("adamw (default)") or next(iter(rows.values()))
     print(f"full fine-tuning step, TinyLlama-1.1B shape, bf16 weights, 1 x {args.seq} tokens, rank {args.rank}, "
           f"{torch.cuda.get_device_name()}; lean: gradient checkpointing, float8 moments, fused CE: {fused or 'none'}")
