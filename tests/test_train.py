@@ -156,13 +156,16 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="peak memory per phase is read from CUDA's allocator")
-def test_summary_reports_peak_memory_per_phase_on_cuda(synth_dir, tmp_path):
+def test_summary_reports_peak_memory_and_time_per_phase_on_cuda(synth_dir, tmp_path):
     # no fused kernels: liger-kernel patches the Llama classes for the whole process, CPU tests after it included
     summary = run_training(tiny(synth_dir, tmp_path, "training.max_steps=2", "training.eval_steps=2",
                                 "model.fused_kernels=false"), show_progress=False)
     phases = summary["peak_memory_gb_by_phase"]
     assert set(phases) == {"forward", "backward", "optimizer_step", "validation"}
     assert all(v > 0 for v in phases.values()) and abs(summary["peak_memory_gb"] - max(phases.values())) < 0.01
+    seconds = summary["gpu_seconds_by_phase"]  # GPU time of each phase, from start to the summary
+    assert set(seconds) == set(phases) | {"other"} and all(seconds[k] > 0 for k in phases)
+    assert sum(seconds.values()) <= summary["train_seconds"]
 
 
 @pytest.mark.slow

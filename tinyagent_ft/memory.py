@@ -74,21 +74,45 @@ class PlanOnlyLoss:
         return loss
 
 
-class CudaPhasePeaks:
-    """Peak allocated CUDA memory of each phase of training, kept over the run: forward (the loss), backward
-    (with clipping), optimizer step, validation. ``end(phase)`` closes a phase, whose peak is the peak since
-    the previous one closed; ``end(None)`` discards a stretch (model loading, bookkeeping between phases)."""
+class CudaPhases:
+    """Peak allocated CUDA memory and GPU time of each phase of training, kept over the run: forward (the loss,
+    with the micro-batch's loading), backward (with clipping and DDP's gradient all-reduce), optimizer step,
+    validation. ``end(phase)`` closes a phase, whose peak is the peak since the previous one closed;
+    ``end(None)`` closes a stretch counted as "other" (bookkeeping between phases, checkpoint saving) and
+    kept out of the peaks. Times come from CUDA events read once complete, so timing adds no host sync:
+    where a phase waits for the host (kernel launches) its time says so."""
 
     PHASES = ("forward", "backward", "optimizer_step", "validation")
 
     def __init__(self):
         self.gib = dict.fromkeys(self.PHASES, 0.0)
+        self._seconds = dict.fromkeys(self.PHASES + ("other",), 0.0)
+        self._last = None  # the event that closed the previous phase
+        self._pending: list = []  # (phase, start event, end event) not yet complete
 
     def end(self, phase: str | None) -> None:
         import torch
         if phase is not None:
             self.gib[phase] = max(self.gib[phase], torch.cuda.max_memory_allocated() / 2**30)
         torch.cuda.reset_peak_memory_stats()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        if self._last is not None:
+            self._pending.append((phase or "other", self._last, event))
+        self._last = event
+        self._collect(wait=False)
+
+    def _collect(self, wait: bool) -> None:
+        while self._pending and (wait or self._pending[0][2].query()):
+            phase, start, stop = self._pending.pop(0)
+            stop.synchronize()
+            self._seconds[phase] += start.elapsed_time(stop) / 1000
+
+    @property
+    def seconds(self) -> dict[str, float]:
+        """GPU seconds of each phase so far (waits for the phases still running)."""
+        self._collect(wait=True)
+        return dict(self._seconds)
 
     @property
     def peak(self) -> float:

@@ -23,7 +23,7 @@ from .config import ConfigError, TrainConfig
 from .console import progress_bar
 from .data import load_dataset
 from .devices import bf16_supported, pick_device, pick_dtype
-from .memory import CudaPhasePeaks, PlanOnlyLoss, trim_heap
+from .memory import CudaPhases, PlanOnlyLoss, trim_heap
 from .monitor import TrainingMonitor
 from .optim import LayerwiseOptimizer, state_bytes
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
@@ -198,14 +198,14 @@ class Validation:
 class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
     """The HF Trainer for planners: loss on plan tokens only, atomic checkpoints, tied weights kept tied,
     evaluation that plans the validation queries and scores them (``eval_success_rate`` picks the best
-    checkpoint), the layer-wise optimizer's own gradient norm in the logs, on CUDA the peak memory of each
-    phase (forward here, backward after ``training_step``, the rest in ``OptimizerStepPeaks``), and input
+    checkpoint), the layer-wise optimizer's own gradient norm in the logs, on CUDA the peak memory and GPU time of
+    each phase (forward here, backward after ``training_step``, the rest in ``OptimizerStepPhases``), and input
     tokens counted without a host sync per micro-batch."""
 
     def __init__(self, *args, validation: Validation, system_prompt_gradient: bool = True,
-                 phase_peaks: CudaPhasePeaks | None = None, **kwargs):
+                 phases: CudaPhases | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.validation, self.system_prompt_gradient, self.phase_peaks = validation, system_prompt_gradient, phase_peaks
+        self.validation, self.system_prompt_gradient, self.phases = validation, system_prompt_gradient, phases
         self._uncounted_tokens: int | torch.Tensor = 0
         optimizer = (kwargs.get("optimizers") or (None,))[0]
         self.layerwise = optimizer if isinstance(optimizer, LayerwiseOptimizer) else None
@@ -214,20 +214,20 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         out = super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        if self.phase_peaks is not None:
-            self.phase_peaks.end("forward")
+        if self.phases is not None:
+            self.phases.end("forward")
         return out
 
     def training_step(self, *args, **kwargs):
         loss = super().training_step(*args, **kwargs)
-        if self.phase_peaks is not None:
-            self.phase_peaks.end("backward")
+        if self.phases is not None:
+            self.phases.end("backward")
         return loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):
         v, model = self.validation, self.model
-        if self.phase_peaks is not None:
-            self.phase_peaks.end(None)
+        if self.phases is not None:
+            self.phases.end(None)
         was_training = model.training
         start = time.perf_counter()
         results = Planner(model, v.tokenizer, v.builder).generate(
@@ -240,8 +240,8 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         seconds = time.perf_counter() - start
         v.seconds, v.runs = v.seconds + seconds, v.runs + 1
         metrics[f"{metric_key_prefix}_seconds"] = round(seconds, 1)
-        if self.phase_peaks is not None:
-            self.phase_peaks.end("validation")
+        if self.phases is not None:
+            self.phases.end("validation")
         self.log(metrics)
         self.control = self.callback_handler.on_evaluate(self.args, self.state, self.control, metrics)
         return metrics
@@ -281,20 +281,20 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         return super()._get_grad_norm(model, grad_norm)
 
 
-class OptimizerStepPeaks(TrainerCallback):
+class OptimizerStepPhases(TrainerCallback):
     """Closes the phases the Trainer runs between its callbacks: clipping ends backward, then the step."""
 
-    def __init__(self, peaks: CudaPhasePeaks):
-        self.peaks = peaks
+    def __init__(self, phases: CudaPhases):
+        self.phases = phases
 
     def on_train_begin(self, args, state, control, **kw):
-        self.peaks.end(None)  # model loading and set-up
+        self.phases.end(None)  # model loading and set-up: the clock starts here
 
     def on_pre_optimizer_step(self, args, state, control, **kw):
-        self.peaks.end("backward")
+        self.phases.end("backward")
 
     def on_optimizer_step(self, args, state, control, **kw):
-        self.peaks.end("optimizer_step")
+        self.phases.end("optimizer_step")
 
 
 class TrimHeapEachStep(TrainerCallback):
@@ -410,14 +410,14 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         total = t.max_steps if t.max_steps > 0 else optimizer_steps(len(train_data), micro_batch, t.grad_accum,
                                                                      world_size(), t.epochs)
         scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
-    phase_peaks = CudaPhasePeaks() if device == "cuda" else None
+    phases = CudaPhases() if device == "cuda" else None
     trainer = PlannerTrainer(model=model, args=training_arguments(cfg, out, micro_batch, eval_every, device, packing),
                              train_dataset=train_data, eval_dataset=val_examples, data_collator=collator,
                              optimizers=(optimizer, scheduler), validation=validation,
-                             system_prompt_gradient=t.system_prompt_gradient, phase_peaks=phase_peaks,
+                             system_prompt_gradient=t.system_prompt_gradient, phases=phases,
                              callbacks=[TrainingMonitor(out / METRICS_FILE, show_progress)]
                              + ([TrimHeapEachStep()] if device == "cpu" else [])
-                             + ([OptimizerStepPeaks(phase_peaks)] if phase_peaks else []))
+                             + ([OptimizerStepPhases(phases)] if phases else []))
     from transformers.trainer_callback import PrinterCallback
     trainer.remove_callback(PrinterCallback)  # TrainingMonitor logs instead
     checkpoint = latest_complete(out, log) if resume == "auto" else resume
@@ -437,8 +437,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                "validation": {"runs": validation.runs, "seconds": round(validation.seconds, 1),
                               "share_of_train_time": round(validation.seconds / seconds, 3) if seconds else None},
                "optimizer_state_bytes": state_bytes(trainer.optimizer), "packing": packing_info, "fused_kernels": kernels,
-               "peak_memory_gb": phase_peaks.peak if phase_peaks else None,
-               "peak_memory_gb_by_phase": {k: round(v, 2) for k, v in phase_peaks.gib.items()} if phase_peaks else None}
+               "peak_memory_gb": phases.peak if phases else None,
+               "peak_memory_gb_by_phase": {k: round(v, 2) for k, v in phases.gib.items()} if phases else None,
+               "gpu_seconds_by_phase": {k: round(v, 2) for k, v in phases.seconds.items()} if phases else None}
     if trainer.is_world_process_zero():
         save_planner(trainer.model, tok, cfg, settings, catalog, out / MODEL_DIR, {"training": summary})
         if (out / METRICS_FILE).is_file():

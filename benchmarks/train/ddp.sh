@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Two GPUs of one host through torchrun (NCCL): tokens/s against one GPU in the same call (16-sample micro-batches: 16 x 2 on one GPU, 16 x 1 per rank on two), loss curves at
 # the same effective batch, and the rank-consistency check of tests/ddp_optim_worker.py on NCCL.
-#   bash benchmarks/train/ddp.sh OUT [MAX_TRAIN]     (SKIP_CONSISTENCY=1: throughput runs only)
+#   bash benchmarks/train/ddp.sh OUT [MAX_TRAIN]     (SKIP_CONSISTENCY=1: throughput runs only; OPTIMIZERS="adamw natural_galore")
 # Offline: needs the SmolLM2 tokenizer folder in .gpu/tok and, where the machine lacks them, wheels in
 # .gpu/whl (pydantic, networkx, llguidance). Writes OUT/ddp.json and prints a table.
 set -euo pipefail
@@ -41,7 +41,7 @@ python3 benchmarks/train/throughput.py --random-model /tmp/smollm2-random --toke
 python3 -m tinyagent_ft data synth --out /tmp/synth --n 6000 --seed 0 > /dev/null
 common="-c configs/smollm2-compare.yaml model.name=/tmp/smollm2-random data.path=/tmp/synth data.max_train=$max_train
         eval.subset=16 eval.max_new_tokens=64 training.batch_size=16"
-for opt in adamw natural_galore; do
+for opt in ${OPTIMIZERS:-adamw natural_galore}; do
   CUDA_VISIBLE_DEVICES=0 python3 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=2 \
     training.output_dir=/tmp/ddp-1gpu-$opt > "$out/1gpu-$opt.log" 2>&1 || { tail -30 "$out/1gpu-$opt.log"; exit 1; }
   torchrun --standalone --nproc_per_node 2 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=1 \
@@ -51,14 +51,14 @@ for opt in adamw natural_galore; do
   done
 done
 python3 - "$out" <<'EOF'
-import json, sys
+import json, os, sys
 out, rows = sys.argv[1], {}
 def losses(path):
     return {r["step"]: r["loss"] for r in map(json.loads, open(path)) if "loss" in r}
 def steady(path):  # median tokens/s of the logged intervals after the first 10 steps (start-up excluded)
     rates = sorted(r["tokens_per_second"] for r in map(json.loads, open(path)) if r["step"] > 10 and "tokens_per_second" in r)
     return round(rates[len(rates) // 2])
-for opt in ("adamw", "natural_galore"):
+for opt in os.environ.get("OPTIMIZERS", "adamw natural_galore").split():
     one, two = (json.load(open(f"{out}/{g}-{opt}.summary.json")) for g in ("1gpu", "2gpu"))
     l1, l2 = losses(f"{out}/1gpu-{opt}.metrics.jsonl"), losses(f"{out}/2gpu-{opt}.metrics.jsonl")
     steps = sorted(set(l1) & set(l2))
@@ -68,7 +68,9 @@ for opt in ("adamw", "natural_galore"):
                  "steps": [one["steps"], two["steps"]], "loss_steps_compared": len(steps),
                  "max_abs_loss_difference": round(max(abs(l1[s] - l2[s]) for s in steps), 4),
                  "final_loss": [l1[steps[-1]], l2[steps[-1]]],
-                 "validation_success": [one["best_success_rate"], two["best_success_rate"]]}
+                 "validation_success": [one["best_success_rate"], two["best_success_rate"]],
+                 "gpu_ms_per_step": [{k: round(1000 * s["gpu_seconds_by_phase"][k] / s["steps"], 1)
+                                      for k in ("forward", "backward", "optimizer_step", "other")} for s in (one, two)]}
 for r in rows.values():
     r["steady_speedup"] = round(r["steady_tokens_per_second"][1] / r["steady_tokens_per_second"][0], 2)
 print(f"{'optimizer':16} {'1 GPU tok/s':>12} {'2 GPU tok/s':>12} {'speedup':>8} {'steady 1/2 GPU':>16} {'speedup':>8} "
@@ -77,5 +79,10 @@ for opt, r in rows.items():
     s1, s2 = r["steady_tokens_per_second"]
     print(f"{opt:16} {r['tokens_per_second_1gpu']:>12} {r['tokens_per_second_2gpu']:>12} {r['speedup']:>8} "
           f"{s1:>7}/{s2:<8} {r['steady_speedup']:>8} {r['max_abs_loss_difference']:>12}")
+print(f"\nGPU ms per optimizer step (rank 0; backward includes clipping and the all-reduce)\n"
+      f"{'optimizer':16} {'GPUs':>4} {'forward':>8} {'backward':>9} {'step':>7} {'other':>7}")
+for opt, r in rows.items():
+    for n, ms in zip((1, 2), r["gpu_ms_per_step"]):
+        print(f"{opt:16} {n:>4} {ms['forward']:>8} {ms['backward']:>9} {ms['optimizer_step']:>7} {ms['other']:>7}")
 json.dump(rows, open(f"{out}/ddp.json", "w"), indent=1)
 EOF
