@@ -4,8 +4,11 @@ different data per rank, once straight through and once stopped at a checkpoint 
 objects; save each rank's weights and projectors of both runs.
 
     torchrun --nproc_per_node 2 tests/ddp_optim_worker.py OUT_DIR [svd|randomized|power] [float32|bfloat16|float8]
+        [replicated|sharded]
 
-The last argument stores the Adam moments in that dtype (stochastic rounding: the ranks must draw the same bits).
+The third argument stores the Adam moments in that dtype (stochastic rounding: the ranks must draw the same bits);
+the last one has every rank step every weight, or each rank its share (ShardedNaturalGaLore). Refreshes are not
+staggered, so that both modes refresh every weight at the same steps.
 """
 import sys
 from pathlib import Path
@@ -15,12 +18,13 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
+from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, ShardedNaturalGaLore, build_param_groups
 
 STEPS, STOP = 13, 6  # refreshes every 4 steps: the resumed run crosses the refreshes at steps 9 and 13
 
 out, method = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "randomized")
 state_dtype = sys.argv[3] if len(sys.argv) > 3 else "float32"
+sharded = len(sys.argv) > 4 and sys.argv[4] == "sharded"
 cuda = torch.cuda.is_available()
 dist.init_process_group("nccl" if cuda else "gloo")
 rank = dist.get_rank()
@@ -32,8 +36,9 @@ if cuda:
 def build():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(24, 48), nn.Tanh(), nn.Linear(48, 24)).to(device)
-    opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^[02]$",), update_proj_gap=4,
-                                                svd_method=method), lr=1e-2, state_dtype=state_dtype)
+    groups = build_param_groups(model, rank=4, targets=(r"^[02]$",), update_proj_gap=4, svd_method=method,
+                                stagger_refresh=False)
+    opt = (ShardedNaturalGaLore if sharded else NaturalGaLoreAdamW)(groups, lr=1e-2, state_dtype=state_dtype)
     return model, DDP(model, device_ids=[rank] if cuda else None), opt
 
 
@@ -50,8 +55,10 @@ def train(ddp, opt, data) -> None:
 
 
 def snapshot(model, opt) -> dict:
+    """Weights, and the projectors this rank holds (sharded: those of its own weights only)."""
+    local = getattr(opt, "optim", opt)
     projectors = {f"{i}.{k}": v.detach().cpu() for i, p in enumerate(model.parameters())
-                  for k, v in opt.state[p].items() if k in ("P", "Q") and torch.is_tensor(v)}
+                  for k, v in local.state[p].items() if k in ("P", "Q") and torch.is_tensor(v)}
     return {"weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "projectors": projectors}
 
 
@@ -62,8 +69,12 @@ straight = snapshot(model, opt)
 
 model, ddp, opt = build()
 train(ddp, opt, data[:STOP])
-checkpoint = out / f"checkpoint-rank{rank}.pt"
-torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, checkpoint)
+checkpoint = out / "checkpoint.pt"  # as the Trainer saves: rank 0 writes the whole state
+if sharded:
+    opt.consolidate_state_dict(to=0)
+if rank == 0:
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict()}, checkpoint)
+dist.barrier()
 model, ddp, opt = build()  # a new process would start here
 saved = torch.load(checkpoint, weights_only=True, map_location=device)
 model.load_state_dict(saved["model"])
@@ -71,7 +82,7 @@ opt.load_state_dict(saved["optimizer"])
 train(ddp, opt, data[STOP:])
 torch.save({"straight": straight, "resumed": snapshot(model, opt)}, out / f"rank{rank}.pt")
 try:
-    LayerwiseOptimizer(opt)
+    LayerwiseOptimizer(getattr(opt, "optim", opt))
 except NotImplementedError as exc:
     if rank == 0:
         (out / "layerwise_error.txt").write_text(str(exc))

@@ -344,18 +344,22 @@ def test_param_groups_helper():
         NaturalGaLoreAdamW([{"params": [model[2].weight], "rank": 2, "side": "diagonal"}])
 
 
+def run_ddp_worker(out: Path, *args: str) -> tuple[dict, dict]:
+    """Both ranks' snapshots of tests/ddp_optim_worker.py run on 2 gloo processes."""
+    script, env = Path(__file__).parent / "ddp_optim_worker.py", {**os.environ, "OMP_NUM_THREADS": "1"}
+    out.mkdir(parents=True, exist_ok=True)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          str(script), str(out), *args], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    return tuple(torch.load(out / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+
+
 @pytest.mark.parametrize("method,state_dtype", [("randomized", "float32"), ("power", "float32"), ("power", "float8")])
 def test_ddp_ranks_agree_through_refreshes_and_resume(tmp_path, method, state_dtype):
     """Two gloo ranks on different data: after every refresh both hold the same projectors and weights,
     and a run stopped at a checkpoint and resumed into fresh objects ends where the straight run does
     (with float8 moments too: stochastic rounding draws the same bits on both ranks and after resume)."""
-    script = Path(__file__).parent / "ddp_optim_worker.py"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          str(script), str(tmp_path), method, state_dtype], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert res.returncode == 0, res.stderr[-3000:]
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
+    r0, r1 = run_ddp_worker(tmp_path, method, state_dtype)
     for run in ("straight", "resumed"):
         for part in ("weights", "projectors"):
             a, b = r0[run][part], r1[run][part]
@@ -365,6 +369,27 @@ def test_ddp_ranks_agree_through_refreshes_and_resume(tmp_path, method, state_dt
         a, b = r0["straight"][part], r0["resumed"][part]
         assert all(torch.equal(a[k], b[k]) for k in a), part
     assert "layer-wise mode steps inside backward" in (tmp_path / "layerwise_error.txt").read_text()
+
+
+@pytest.mark.parametrize("state_dtype", ["float32", "float8"])
+def test_sharded_step_trains_as_the_replicated_one_and_resumes(tmp_path, state_dtype):
+    """Each rank steps its own weight and broadcasts it: both ranks end with the same weights, a run resumed
+    from the checkpoint rank 0 wrote (the gathered state) ends where the straight run does, and each weight's
+    projector lives on one rank only. With fp32 moments the weights equal the replicated run's."""
+    r0, r1 = run_ddp_worker(tmp_path / "sharded", "power", state_dtype, "sharded")
+    for run in ("straight", "resumed"):
+        a, b = r0[run]["weights"], r1[run]["weights"]
+        assert all(torch.equal(a[k], b[k]) for k in a), run
+    for r in (r0, r1):
+        assert len({k.split(".")[0] for k in r["straight"]["projectors"]}) == 1  # one projected weight per rank
+        for part in ("weights", "projectors"):
+            a, b = r["straight"][part], r["resumed"][part]
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
+    assert r0["straight"]["projectors"].keys() != r1["straight"]["projectors"].keys()
+    if state_dtype == "float32":
+        replicated, _ = run_ddp_worker(tmp_path / "replicated", "power", state_dtype, "replicated")
+        a, b = r0["straight"]["weights"], replicated["straight"]["weights"]
+        assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a)
 
 
 def test_staggered_refreshes_spread_over_the_gap():

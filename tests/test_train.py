@@ -216,19 +216,26 @@ def test_missing_tracker_is_one_line_before_training(args, message):
 @pytest.mark.slow
 def test_ddp_two_processes_on_cpu(synth_dir, tmp_path):
     """Two processes (gloo) train as one does at the same effective batch: same steps, and a first loss of the
-    same size (each rank's loss is over all ranks' plan tokens, scaled back as DDP averages gradients)."""
-    def first_loss(out: Path, processes: int, grad_accum: int) -> float:
+    same size (each rank's loss is over all ranks' plan tokens, scaled back as DDP averages gradients). The
+    optimizer step is sharded: the checkpoint holds every weight's state, gathered from both ranks, and a
+    two-process run resumes from it."""
+    def train(out: Path, processes: int, grad_accum: int, *extra: str) -> list[float]:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", "-m",
                "tinyagent_ft", "train", "-c", str(CONFIGS[0].with_name("tiny.yaml")), f"data.path={synth_dir}",
                f"training.output_dir={out}", "data.max_length=2048", "data.max_train=16", "training.max_steps=2",
-               f"training.grad_accum={grad_accum}", "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=24"]
+               f"training.grad_accum={grad_accum}", "training.eval_steps=2", "eval.subset=2", "eval.max_new_tokens=24",
+               *extra]
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         assert res.returncode == 0, res.stderr[-3000:]
-        assert json.loads((out / "summary.json").read_text())["steps"] == 2
-        return next(r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r)
+        return [r["loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "loss" in r]
 
-    two, one = first_loss(tmp_path / "two", 2, 1), first_loss(tmp_path / "one", 1, 2)
+    two, one = train(tmp_path / "two", 2, 1)[0], train(tmp_path / "one", 1, 2)[0]
     assert abs(two - one) < 0.1 * one
+    saved = torch.load(tmp_path / "two" / "checkpoint-2" / "optimizer.pt", weights_only=True)
+    projected = saved["param_groups"][0]["params"]
+    assert all(saved["state"][i]["step"] == 2 and "exp_avg" in saved["state"][i] for i in projected)
+    train(tmp_path / "two", 2, 1, "training.max_steps=4", "--resume", "auto")
+    assert json.loads((tmp_path / "two" / "summary.json").read_text())["steps"] == 4
 
 
 def test_one_epoch_counts_every_sample_token_once(synth_dir, tmp_path):

@@ -71,6 +71,8 @@ class OptimizerConfig(Section):
     damping_mode: Literal["absolute", "relative"] = Field(
         "absolute", description="absolute: lambda = damping; relative: damping x the history's mean squared norm")
     layerwise: bool = Field(False, description="update inside backward (single process only)")
+    shard_step: bool = Field(True, description="under DDP (torchrun), each rank steps, and keeps the state of, its share "
+                                               "of the weights, then broadcasts them (galore / natural_galore)")
     state_dtype: Literal["float32", "bfloat16", "float8"] = Field(
         "float32", description="Adam moments of galore / natural_galore: bfloat16 (half the bytes) or float8 with a "
                                "scale per 256 values (a quarter), both stored with stochastic rounding (README: Memory)")
@@ -83,6 +85,7 @@ class OptimizerConfig(Section):
         """Refuse options the chosen optimizer would silently ignore (those set explicitly)."""
         owners = [(("natural_galore",), ("history", "damping", "damping_mode")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
                   (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ()),
+                  (("galore", "natural_galore"), ("shard_step",) if not self.shard_step else ()),
                   (("galore", "natural_galore"), ("state_dtype",) if self.state_dtype != "float32" else ())]
         for names, keys in owners:
             ignored = [k for k in keys if k in self.model_fields_set]

@@ -25,7 +25,7 @@ from .data import load_dataset
 from .devices import bf16_supported, pick_device, pick_dtype
 from .memory import CudaPhases, PlanOnlyLoss, trim_heap
 from .monitor import TrainingMonitor
-from .optim import LayerwiseOptimizer, state_bytes
+from .optim import LayerwiseOptimizer, ShardedNaturalGaLore, state_bytes
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
 from .planner import Planner
 from .planner_folder import save_planner_folder
@@ -113,16 +113,20 @@ def load_model(cfg: TrainConfig, device: str, attn_implementation: str | None = 
 
 
 def build_optimizer(model, cfg: TrainConfig):
-    """The optimizer the config names, or None to let the Trainer build AdamW (adamw, lora)."""
+    """The optimizer the config names, or None to let the Trainer build AdamW (adamw, lora). Under DDP the
+    step is sharded over the ranks unless ``optimizer.shard_step=false`` (the model on this rank's device)."""
     from .optim import NaturalGaLoreAdamW, build_param_groups
     o = cfg.optimizer
     if o.name in ("adamw", "lora"):
         return None
     groups = build_param_groups(model, o.rank, **projection_options(cfg))
-    opt = NaturalGaLoreAdamW(groups, lr=o.lr, weight_decay=o.weight_decay, state_dtype=o.state_dtype)
+    options = dict(lr=o.lr, weight_decay=o.weight_decay, state_dtype=o.state_dtype)
     if o.layerwise:
-        return LayerwiseOptimizer(opt, cfg.training.grad_accum, cfg.training.max_grad_norm or None)
-    return opt
+        return LayerwiseOptimizer(NaturalGaLoreAdamW(groups, **options), cfg.training.grad_accum,
+                                  cfg.training.max_grad_norm or None)
+    if o.shard_step and world_size() > 1:
+        return ShardedNaturalGaLore(groups, **options)
+    return NaturalGaLoreAdamW(groups, **options)
 
 
 def load_retrievers(cfg: TrainConfig, catalog: Catalog):
@@ -275,6 +279,14 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
         self._add_counted_tokens()
         super()._save_checkpoint(model, trial)
 
+    def _save_optimizer_and_scheduler(self, output_dir):
+        sharded = getattr(self.optimizer, "optimizer", self.optimizer)  # inside accelerate's wrapper
+        if isinstance(sharded, ShardedNaturalGaLore):  # every rank sends its share; rank 0 then saves the whole state
+            sharded.consolidate_state_dict(to=0)
+        super()._save_optimizer_and_scheduler(output_dir)
+        if isinstance(sharded, ShardedNaturalGaLore):
+            sharded._all_state_dicts = []  # a CPU copy of the whole state, needed only for that save
+
     def _get_grad_norm(self, model, grad_norm=None):
         if self.layerwise is not None:  # gradients were consumed, and clipped, in backward
             return self.layerwise.grad_norm()
@@ -404,6 +416,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                             validation_tools(val_examples, builder, cfg.prompt.negatives, t.seed),
                             cfg.eval.max_new_tokens, cfg.eval.batch_size, cfg.eval.constrain)
 
+    args = training_arguments(cfg, out, micro_batch, eval_every, device, packing)
+    if world_size() > 1:
+        model.to(args.device)  # a sharded optimizer's collectives run on the rank's device
     optimizer, scheduler = build_optimizer(model, cfg), None
     if cfg.optimizer.layerwise:  # the scheduler drives the wrapped optimizer, whose lr the hooks read
         from transformers import get_scheduler
@@ -411,7 +426,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                                                                      world_size(), t.epochs)
         scheduler = get_scheduler(t.lr_scheduler, optimizer.optimizer, int(t.warmup_ratio * total), total)
     phases = CudaPhases() if device == "cuda" else None
-    trainer = PlannerTrainer(model=model, args=training_arguments(cfg, out, micro_batch, eval_every, device, packing),
+    trainer = PlannerTrainer(model=model, args=args,
                              train_dataset=train_data, eval_dataset=val_examples, data_collator=collator,
                              optimizers=(optimizer, scheduler), validation=validation,
                              system_prompt_gradient=t.system_prompt_gradient, phases=phases,

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Two GPUs of one host through torchrun (NCCL): tokens/s against one GPU in the same call (16-sample micro-batches: 16 x 2 on one GPU, 16 x 1 per rank on two), loss curves at
 # the same effective batch, and the rank-consistency check of tests/ddp_optim_worker.py on NCCL.
-#   bash benchmarks/train/ddp.sh OUT [MAX_TRAIN]     (SKIP_CONSISTENCY=1: throughput runs only; OPTIMIZERS="adamw natural_galore")
+#   bash benchmarks/train/ddp.sh OUT [MAX_TRAIN]     (SKIP_CONSISTENCY=1: throughput runs only)
+#   RUNS="name:override,override ..." (default: adamw and natural_galore), each on 1 and on 2 GPUs
 # Offline: needs the SmolLM2 tokenizer folder in .gpu/tok and, where the machine lacks them, wheels in
 # .gpu/whl (pydantic, networkx, llguidance). Writes OUT/ddp.json and prints a table.
 set -euo pipefail
@@ -41,10 +42,12 @@ python3 benchmarks/train/throughput.py --random-model /tmp/smollm2-random --toke
 python3 -m tinyagent_ft data synth --out /tmp/synth --n 6000 --seed 0 > /dev/null
 common="-c configs/smollm2-compare.yaml model.name=/tmp/smollm2-random data.path=/tmp/synth data.max_train=$max_train
         eval.subset=16 eval.max_new_tokens=64 training.batch_size=16"
-for opt in ${OPTIMIZERS:-adamw natural_galore}; do
-  CUDA_VISIBLE_DEVICES=0 python3 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=2 \
+export RUNS=${RUNS:-adamw:optimizer.name=adamw natural_galore:optimizer.name=natural_galore}
+for run in $RUNS; do
+  opt=${run%%:*}; overrides=${run#*:}; overrides=${overrides//,/ }
+  CUDA_VISIBLE_DEVICES=0 python3 -m tinyagent_ft train $common $overrides training.grad_accum=2 \
     training.output_dir=/tmp/ddp-1gpu-$opt > "$out/1gpu-$opt.log" 2>&1 || { tail -30 "$out/1gpu-$opt.log"; exit 1; }
-  torchrun --standalone --nproc_per_node 2 -m tinyagent_ft train $common optimizer.name=$opt training.grad_accum=1 \
+  torchrun --standalone --nproc_per_node 2 -m tinyagent_ft train $common $overrides training.grad_accum=1 \
     training.output_dir=/tmp/ddp-2gpu-$opt > "$out/2gpu-$opt.log" 2>&1 || { tail -30 "$out/2gpu-$opt.log"; exit 1; }
   for g in 1gpu 2gpu; do
     cp /tmp/ddp-$g-$opt/summary.json "$out/$g-$opt.summary.json"; cp /tmp/ddp-$g-$opt/metrics.jsonl "$out/$g-$opt.metrics.jsonl"
@@ -58,7 +61,7 @@ def losses(path):
 def steady(path):  # median tokens/s of the logged intervals after the first 10 steps (start-up excluded)
     rates = sorted(r["tokens_per_second"] for r in map(json.loads, open(path)) if r["step"] > 10 and "tokens_per_second" in r)
     return round(rates[len(rates) // 2])
-for opt in os.environ.get("OPTIMIZERS", "adamw natural_galore").split():
+for opt in (run.split(":")[0] for run in os.environ["RUNS"].split()):
     one, two = (json.load(open(f"{out}/{g}-{opt}.summary.json")) for g in ("1gpu", "2gpu"))
     l1, l2 = losses(f"{out}/1gpu-{opt}.metrics.jsonl"), losses(f"{out}/2gpu-{opt}.metrics.jsonl")
     steps = sorted(set(l1) & set(l2))

@@ -5,16 +5,19 @@ from .groups import build_param_groups
 from .layerwise import LayerwiseOptimizer
 from .natural import natural_gradient_transform
 from .natural_galore import PROJECTION_DEFAULTS, NaturalGaLoreAdamW
+from .sharded import ShardedNaturalGaLore
 
-__all__ = ["LayerwiseOptimizer", "NaturalGaLoreAdamW", "PROJECTION_DEFAULTS", "build_param_groups",
+__all__ = ["LayerwiseOptimizer", "NaturalGaLoreAdamW", "PROJECTION_DEFAULTS", "ShardedNaturalGaLore",
+           "build_param_groups",
            "natural_gradient_transform", "state_bytes"]
 
 
 def state_bytes(optimizer) -> int:
     """Bytes of every tensor in an optimizer's state (any torch optimizer; a wrapper's inner one; the
-    projector objects of galore-torch too): what the optimizer really holds, measured."""
-    while hasattr(optimizer, "optimizer"):  # accelerate's and the layer-wise wrappers
-        optimizer = optimizer.optimizer
+    projector objects of galore-torch too): what the optimizer really holds, measured; a sharded optimizer's
+    share on this rank."""
+    while hasattr(optimizer, "optimizer") or hasattr(optimizer, "optim"):  # accelerate's, layer-wise, ZeRO's
+        optimizer = getattr(optimizer, "optimizer", None) or optimizer.optim
     total = 0
     for st in optimizer.state.values():
         for v in st.values():

@@ -83,10 +83,13 @@ def _check_group(group: dict) -> None:
 
 class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, state_dtype: str = "float32", **projection):
+                 weight_decay: float = 0.0, state_dtype: str = "float32", broadcast_projectors: bool = True,
+                 **projection):
         """``state_dtype``: Adam moments stored as float32, or with stochastic rounding as bfloat16 (half the bytes)
         or float8 with a scale per block of 256 (a quarter), computed in fp32 each step. Weights in bf16 (no fp32
-        master copy) are updated in fp32 and stored back with stochastic rounding."""
+        master copy) are updated in fp32 and stored back with stochastic rounding. ``broadcast_projectors``: under
+        DDP each refreshed projector is broadcast from rank 0, so that ranks stepping the same weights agree
+        (``ShardedNaturalGaLore`` turns it off: there each weight has one rank)."""
         unknown = set(projection) - set(PROJECTION_DEFAULTS)
         if unknown:
             raise TypeError(f"unknown options {sorted(unknown)}; valid: {sorted(PROJECTION_DEFAULTS)}")
@@ -97,7 +100,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             _check_group(group)
-        self.nonfinite_skips = 0
+        self.nonfinite_skips, self.broadcast_projectors = 0, broadcast_projectors
         self._generators: dict[torch.device, torch.Generator] = {}
         self._cholesky_failures = torch.zeros((), dtype=torch.int64)
         self._refresh_offset = {p: (i * g["update_proj_gap"]) // len(g["params"]) if g["stagger_refresh"] else 0
@@ -253,7 +256,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             warn_once("cholesky-fallbacks", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and used the "
                                   "plain projected gradient; consider a larger damping")
         P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        if self.broadcast_projectors and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             for t in (P, Q):  # identical subspaces on every rank, whatever each SVD kernel returned
                 if t is not None:
                     dist.broadcast(t, src=0)
@@ -329,9 +332,16 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in st.items()}
         for group, saved in zip(self.param_groups, groups):
             group.update({k: v for k, v in saved.items() if k != "params"})
-        if "rounding_generator" in state_dict:  # every rank resumes the same stream (a CPU / CUDA switch starts afresh)
-            device = self.param_groups[0]["params"][0].device
-            try:
-                self._rounding_generator(device).set_state(state_dict["rounding_generator"].cpu())
-            except RuntimeError:
-                self._generators.pop(torch.device(device), None)
+        if "rounding_generator" in state_dict:  # every rank resumes the same stream
+            self.restore_rounding_generator(state_dict["rounding_generator"])
+
+    def restore_rounding_generator(self, saved: torch.Tensor) -> None:
+        """Continue the stochastic-rounding stream a state dict saved (a CPU / CUDA switch starts afresh)."""
+        params = [p for g in self.param_groups for p in g["params"]]
+        if not params:
+            return
+        device = params[0].device
+        try:
+            self._rounding_generator(device).set_state(saved.cpu())
+        except RuntimeError:
+            self._generators.pop(torch.device(device), None)
