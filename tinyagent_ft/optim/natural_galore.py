@@ -100,9 +100,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         super().__init__(params, defaults)
         for group in self.param_groups:
             _check_group(group)
-        self.broadcast_projectors = broadcast_projectors
+        self.nonfinite_skips, self.broadcast_projectors = 0, broadcast_projectors
         self._generators: dict[torch.device, torch.Generator] = {}
-        self._cholesky_failures = self._nonfinite = torch.zeros((), dtype=torch.int64)
+        self._cholesky_failures = torch.zeros((), dtype=torch.int64)
         self._refresh_offset = {p: (i * g["update_proj_gap"]) // len(g["params"]) if g["stagger_refresh"] else 0
                                 for g in self.param_groups if "rank" in g for i, p in enumerate(g["params"])}
         if dist.is_available() and dist.is_initialized():
@@ -139,58 +139,62 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         return self.project_grad(p, group, grad) if "rank" in group else grad
 
     def _update_many(self, group: dict, params: list, Rs: list) -> None:
-        # No host sync, so that the CPU queues the step while the GPU still runs backward: a non-finite entry
-        # anywhere in a gradient makes its projection's norm non-finite; that gradient then counts as zero (the
-        # moments decay one step), its weight stays as it is, and ``nonfinite_skips`` counts it.
-        finite = torch.stack([n.float() for n in torch._foreach_norm(Rs)]).isfinite()
-        self._nonfinite = self._nonfinite + (~finite).sum()
-        keep = list(finite.float().unbind(0))
+        # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
+        # non-finite, and that parameter's update is skipped.
+        finite = torch.stack([n.float() for n in torch._foreach_norm(Rs)]).isfinite().tolist()
+        good = [(p, R) for p, R, ok in zip(params, Rs, finite) if ok]
+        if len(good) < len(params):
+            self.nonfinite_skips += len(params) - len(good)
+            warn_once("nonfinite", "non-finite gradient: skipping the update of that parameter (counted in "
+                                   "optimizer.nonfinite_skips)")
+        if not good:
+            return
+        params, Rs = [p for p, _ in good], [R for _, R in good]  # unprojected gradients become fp32 piece by piece
         if "rank" in group and group["history"] > 0:
-            Rs = self._natural_many(group, [(p, torch.where(k > 0, R, 0)) for p, R, k in zip(params, Rs, keep)])
-        self._adam_many(group, params, Rs, keep)
+            Rs = self._natural_many(group, list(zip(params, Rs)))
+        self._adam_many(group, params, Rs)
 
-    def _adam_many(self, group: dict, params: list, Rs: list, keep: list) -> None:
+    def _adam_many(self, group: dict, params: list, Rs: list) -> None:
         """Adam on the (projected) gradients with multi-tensor (foreach) kernels: a handful of launches for a
         batch of weights instead of a dozen per weight. Weights are grouped by step count (bias correction);
         unprojected weights are cut into pieces of at most CHUNK values so that the step's temporaries stay
         bounded whatever the largest weight (an embedding)."""
         kind = group.get("state_dtype", "float32")
         by_step = defaultdict(list)
-        for p, R, k in zip(params, Rs, keep):
+        for p, R in zip(params, Rs):
             state = self.state[p]
             if "exp_avg" not in state:
                 init_moments(state, R.numel(), kind, R.device)
-            by_step[state.get("step", 0) + 1].append((p, R, k))
-        for step, triples in by_step.items():
+            by_step[state.get("step", 0) + 1].append((p, R))
+        for step, pairs in by_step.items():
             batch, size = [], 0
-            for p, R, k in triples:
+            for p, R in pairs:
                 n = R.numel()
                 cut = CHUNK if "rank" not in group and p.is_contiguous() else n  # a projected R is used whole
                 for lo in range(0, n, cut):
-                    batch.append((p, R, lo, min(lo + cut, n), k))
+                    batch.append((p, R, lo, min(lo + cut, n)))
                     size += batch[-1][3] - lo
                     if size >= CHUNK:
                         self._adam_pieces(group, step, batch)
                         batch, size = [], 0
             if batch:
                 self._adam_pieces(group, step, batch)
-            for p, *_ in triples:
+            for p, _ in pairs:
                 self.state[p]["step"] = step
 
     def _adam_pieces(self, group: dict, step: int, pieces: list) -> None:
-        """One Adam update of pieces (param, gradient, lo, hi, keep): flat value ranges of the (projected)
-        gradients; ``keep`` (0-dim, 1.0 or 0.0) says whether the weight's gradient was finite."""
+        """One Adam update of pieces (param, gradient, lo, hi): flat value ranges of the (projected) gradients."""
         beta1, beta2 = group["betas"]
         lr, wd, kind = group["lr"], group["weight_decay"], group.get("state_dtype", "float32")
         gen = self._rounding_generator(pieces[0][1].device) if kind != "float32" else None
-        states, keep = [self.state[p] for p, *_ in pieces], [k for *_, k in pieces]
-        R = [torch.where(k > 0, g.reshape(-1)[lo:hi].float(), 0) for (_, g, lo, hi, k) in pieces]
-        m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (_, _, lo, hi, _) in zip(states, pieces)]
-        v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (_, _, lo, hi, _) in zip(states, pieces)]
+        states = [self.state[p] for p, *_ in pieces]
+        R = [g.reshape(-1)[lo:hi].float() for (_, g, lo, hi) in pieces]
+        m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
+        v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
         torch._foreach_lerp_(m, R, 1 - beta1)
         torch._foreach_mul_(v, beta2)
         torch._foreach_addcmul_(v, R, R, value=1 - beta2)
-        for st, (_, _, lo, hi, _), mi, vi in zip(states, pieces, m, v):
+        for st, (*_, lo, hi), mi, vi in zip(states, pieces, m, v):
             write_moment(st, "exp_avg", kind, lo, hi, mi, gen)
             write_moment(st, "exp_avg_sq", kind, lo, hi, vi, gen)
         bc1, bc2 = 1 - beta1**step, 1 - beta2**step
@@ -198,14 +202,12 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         torch._foreach_div_(denom, bc2**0.5)
         torch._foreach_add_(denom, group["eps"])
         updates = torch._foreach_div(m, denom)
-        torch._foreach_mul_(updates, keep)  # a weight whose gradient was not finite stays as it is
-        decay = torch._foreach_add(torch._foreach_mul(keep, -lr * wd), 1.0) if wd else None
         projected = "rank" in group  # then each piece is a whole projected gradient, and its weight the target
         alpha = -lr * group["scale"] / bc1 if projected else -lr / bc1
-        targets = [p if projected else _piece(p, lo, hi) for p, _, lo, hi, _ in pieces]
+        targets = [p if projected else _piece(p, lo, hi) for p, _, lo, hi in pieces]
         exact = [j for j, t in enumerate(targets) if t.dtype in (torch.float32, torch.float64)]
         if wd and exact:
-            torch._foreach_mul_([targets[j] for j in exact], [decay[j] for j in exact])
+            torch._foreach_mul_([targets[j] for j in exact], 1 - lr * wd)
         if projected:  # back-projected straight into each weight: no full-size update tensor
             for j in exact:
                 add_projected_back(targets[j], updates[j].view(pieces[j][1].shape), states[j].get("P"),
@@ -216,7 +218,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         for j in sorted(set(range(len(pieces))) - set(exact)):  # low-precision weights: no fp32 master copy
             t, w = targets[j], targets[j].float()
             if wd:
-                w.mul_(decay[j])
+                w.mul_(1 - lr * wd)
             if projected:
                 add_projected_back(w, updates[j].view(pieces[j][1].shape), states[j].get("P"), states[j].get("Q"), alpha)
             else:
@@ -250,13 +252,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         previous = (state.get("P"), state.get("Q")) if ("P" in state or "Q" in state) else None
         if previous is None and not torch.isfinite(grad).all():
             return  # the update is skipped; the next finite gradient builds the first subspace
-        if p is group["params"][0]:  # host syncs: once per refresh round
-            if self.cholesky_fallbacks:
-                warn_once("cholesky-fallbacks", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and "
-                                                "used the plain projected gradient; consider a larger damping")
-            if self.nonfinite_skips:
-                warn_once("nonfinite", f"{self.nonfinite_skips} non-finite gradients so far: their weights were not "
-                                       "updated (optimizer.nonfinite_skips)")
+        if p is group["params"][0] and self.cholesky_fallbacks:  # a host sync: once per refresh round
+            warn_once("cholesky-fallbacks", f"{self.cholesky_fallbacks} natural-gradient solves failed so far and used the "
+                                  "plain projected gradient; consider a larger damping")
         P, Q = compute_projectors(grad, group["rank"], group["side"], group["svd_method"], previous, p.dtype)
         if self.broadcast_projectors and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             for t in (P, Q):  # identical subspaces on every rank, whatever each SVD kernel returned
@@ -306,11 +304,6 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             for j, i in enumerate(idx):
                 outs[i] = out[j].reshape(shape)
         return outs
-
-    @property
-    def nonfinite_skips(self) -> int:
-        """How many weight updates were skipped because a gradient had a non-finite entry."""
-        return int(self._nonfinite)
 
     @property
     def cholesky_fallbacks(self) -> int:

@@ -52,12 +52,6 @@ def _orthonormal(Y: torch.Tensor) -> torch.Tensor:
     return torch.linalg.qr(Y).Q
 
 
-def _finite_or_previous(new: tuple, previous: tuple) -> tuple:
-    """``new`` where every entry is finite, else ``previous``, decided on the device: no host sync."""
-    ok = torch.stack([torch.isfinite(t).all() for t in new if t is not None]).all()
-    return tuple(None if t is None else torch.where(ok, t, old.to(t.dtype)) for t, old in zip(new, previous))
-
-
 def _check_finite(*tensors) -> None:
     """One host sync for all of them: raises when any entry is not finite."""
     if not bool(torch.stack([torch.isfinite(t).all() for t in tensors if t is not None]).all()):
@@ -81,8 +75,7 @@ def subspace_iteration(G: torch.Tensor, previous: tuple, need_left: bool, need_r
 
 def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previous: tuple | None, dtype):
     """New (P, Q) for G, falling back to the previous projectors, then to the randomized method. ``power``
-    starts from the previous projectors, and keeps them without a host sync where G is not finite; the first
-    subspace comes from the randomized method."""
+    starts from the previous projectors; the first subspace comes from the randomized method."""
     left, right = sides_for(tuple(G.shape), side, rank)
     if not (left or right):
         return None, None
@@ -90,11 +83,11 @@ def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previ
         method = "randomized"
     for m in dict.fromkeys((method, "randomized")):
         try:
-            if m == "power":  # a non-finite gradient keeps the previous subspace
-                P, Q = _finite_or_previous(subspace_iteration(G, previous, left, right), previous)
+            if m == "power":
+                P, Q = subspace_iteration(G, previous, left, right)
             else:
                 P, Q = top_singular_vectors(G, rank, m, left, right)
-                _check_finite(P, Q)
+            _check_finite(P, Q)
             return (P.to(dtype) if P is not None else None), (Q.to(dtype) if Q is not None else None)
         except (torch.linalg.LinAlgError, RuntimeError) as exc:
             if previous is not None and (previous[0] is not None or previous[1] is not None):
