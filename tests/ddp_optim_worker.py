@@ -10,6 +10,7 @@ The third argument stores the Adam moments in that dtype (stochastic rounding: t
 the last one has every rank step every weight, or each rank its share (ShardedNaturalGaLore). Refreshes are not
 staggered, so that both modes refresh every weight at the same steps.
 """
+import os
 import sys
 from pathlib import Path
 
@@ -88,3 +89,4 @@ except NotImplementedError as exc:
         (out / "layerwise_error.txt").write_text(str(exc))
 dist.barrier()  # no rank tears the process group down while the other still works
 dist.destroy_process_group()
+os._exit(0)  # everything is saved: skip the interpreter's teardown, where gloo's threads at times abort the process

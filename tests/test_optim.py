@@ -112,6 +112,28 @@ def test_projection_round_trip_in_either_order(shape, sides):
         assert torch.allclose(w.double(), expected, atol=1e-5 if dtype == torch.float32 else 5e-2)
 
 
+@pytest.mark.parametrize("sides", [(True, True), (True, False), (False, True)])
+def test_batched_projection_equals_one_weight_at_a_time(sides, monkeypatch):
+    """Weights of one shape go through one batched product, cut into batches of at most BATCH_VALUES values;
+    the result is each weight's own projection and back-projection (bf16 weights still one at a time)."""
+    from tinyagent_ft.optim import projector
+    monkeypatch.setattr(projector, "BATCH_VALUES", 24 * 10 * 3)  # batches of 3 of the 5 (24, 10) weights
+    torch.manual_seed(6)
+    shapes = [(24, 10)] * 5 + [(10, 24)] * 2 + [(24, 10)]
+    Gs = [torch.randn(s) for s in shapes]
+    Ps = [torch.linalg.qr(torch.randn(s[0], 4)).Q if sides[0] else None for s in shapes]
+    Qs = [torch.linalg.qr(torch.randn(s[1], 4)).Q.T.contiguous() if sides[1] else None for s in shapes]
+    Rs = projector.project_many(Gs, Ps, Qs)
+    assert all(torch.allclose(R, projector.project(G, P, Q), atol=1e-5) for R, G, P, Q in zip(Rs, Gs, Ps, Qs))
+    Ws = [torch.randn(s, dtype=torch.bfloat16 if i == 7 else torch.float32) for i, s in enumerate(shapes)]
+    ours, ref = [w.clone() for w in Ws], [w.clone() for w in Ws]
+    projector.add_projected_back_many(ours, Rs, Ps, Qs, alpha=-0.5)
+    for w, R, P, Q in zip(ref, Rs, Ps, Qs):
+        projector.add_projected_back(w, R, P, Q, alpha=-0.5)
+    assert all(torch.allclose(a.float(), b.float(), atol=1e-5) for a, b in zip(ours, ref))
+    assert not any(torch.equal(a, w) for a, w in zip(ours, Ws))
+
+
 def test_bf16_parameters_train():
     torch.manual_seed(4)
     w = nn.Parameter(torch.randn(32, 16, dtype=torch.bfloat16))

@@ -16,7 +16,8 @@ import torch.distributed as dist
 
 from .lowbit import init_moments, read_moment, round_to_bfloat16, write_moment
 from .natural import warn_once, woodbury_natural
-from .projector import METHODS, SIDES, add_projected_back, compute_projectors, project, sides_for
+from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, compute_projectors, project,
+                        project_many, sides_for)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
@@ -124,7 +125,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
                 raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
             if params:
                 with _tf32_matmuls(group.get("tf32", False)):
-                    self._update_many(group, params, [self._gradient(p, group, p.grad) for p in params])
+                    self._update_many(group, params, self._gradients(group, params, [p.grad for p in params]))
         return loss
 
     @torch.no_grad()
@@ -132,11 +133,19 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         """Update some parameters of a group (layer-wise mode) from their gradients, or from gradients already
         projected (``projected=True``), batched as ``step`` batches a whole group."""
         with _tf32_matmuls(group.get("tf32", False)):
-            Rs = gradients if projected else [self._gradient(p, group, g) for p, g in zip(params, gradients)]
-            self._update_many(group, params, Rs)
+            self._update_many(group, params, gradients if projected else self._gradients(group, params, gradients))
 
-    def _gradient(self, p, group, grad):
-        return self.project_grad(p, group, grad) if "rank" in group else grad
+    def _gradients(self, group: dict, params: list, grads: list) -> list:
+        """The gradients as the update takes them: projected (subspaces refreshed first where due) for a
+        projected group, batched over weights of one shape."""
+        if "rank" not in group:
+            return grads
+        for p, g in zip(params, grads):
+            state = self.state[p]
+            if self.refresh_due(p, group, state.get("step", 0) + 1):
+                self._refresh(p, group, g, state)
+        states = [self.state[p] for p in params]
+        return project_many(grads, [st.get("P") for st in states], [st.get("Q") for st in states])
 
     def _update_many(self, group: dict, params: list, Rs: list) -> None:
         # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
@@ -208,10 +217,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         exact = [j for j, t in enumerate(targets) if t.dtype in (torch.float32, torch.float64)]
         if wd and exact:
             torch._foreach_mul_([targets[j] for j in exact], 1 - lr * wd)
-        if projected:  # back-projected straight into each weight: no full-size update tensor
-            for j in exact:
-                add_projected_back(targets[j], updates[j].view(pieces[j][1].shape), states[j].get("P"),
-                                   states[j].get("Q"), alpha)
+        if projected:  # back-projected into each weight, batched over weights of one shape
+            add_projected_back_many([targets[j] for j in exact], [updates[j].view(pieces[j][1].shape) for j in exact],
+                                    [states[j].get("P") for j in exact], [states[j].get("Q") for j in exact], alpha)
         elif exact:
             torch._foreach_add_([targets[j] for j in exact], [updates[j].view(targets[j].shape) for j in exact],
                                 alpha=alpha)

@@ -7,12 +7,15 @@ is not below its dimension gets no projector (identity): at full rank the optimi
 """
 from __future__ import annotations
 
+from collections import defaultdict
+
 import torch
 
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
 METHODS = ("svd", "randomized", "power")
+BATCH_VALUES = 1 << 24  # values of a batch of full-size gradients or updates (64 MB in fp32): bounds the temporaries
 
 
 def sides_for(shape: tuple[int, int], side: str, rank: int) -> tuple[bool, bool]:
@@ -131,3 +134,55 @@ def add_projected_back(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None,
         W.addmm_(R, Q, alpha=alpha)
     else:
         W.add_(R, alpha=alpha)
+
+
+def _same_shapes(Gs: list, Ps: list, Qs: list):
+    """Index lists of the items whose gradient, projectors and dtypes match, cut so that a batch holds at
+    most BATCH_VALUES values of the full-size gradient."""
+    groups = defaultdict(list)
+    for i, (G, P, Q) in enumerate(zip(Gs, Ps, Qs)):
+        groups[(G.shape, G.dtype, G.device, None if P is None else (P.shape, P.dtype),
+                None if Q is None else (Q.shape, Q.dtype))].append(i)
+    for idx in groups.values():
+        per = max(1, BATCH_VALUES // Gs[idx[0]].numel())
+        yield from (idx[s:s + per] for s in range(0, len(idx), per))
+
+
+def _stacked(ts: list, idx: list, dtype) -> torch.Tensor | None:
+    return None if ts[idx[0]] is None else torch.stack([ts[i] for i in idx]).to(dtype)
+
+
+def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
+    """``project`` of each fp32 copy of Gs[i]: the weights of one shape as one batched product (two launches for
+    a whole layer type instead of two per weight; the step of a small model is bound by launches)."""
+    out = [None] * len(Gs)
+    for idx in _same_shapes(Gs, Ps, Qs):
+        if len(idx) == 1:
+            out[idx[0]] = project(Gs[idx[0]].float(), Ps[idx[0]], Qs[idx[0]])
+            continue
+        G = torch.stack([Gs[i] for i in idx]).float()
+        P, Q = _stacked(Ps, idx, G.dtype), _stacked(Qs, idx, G.dtype)
+        if P is not None and (Q is None or G.shape[1] >= G.shape[2]):
+            R = P.transpose(1, 2) @ G
+            R = R if Q is None else R @ Q.transpose(1, 2)
+        else:
+            R = G if Q is None else G @ Q.transpose(1, 2)
+            R = R if P is None else P.transpose(1, 2) @ R
+        for j, i in enumerate(idx):
+            out[i] = R[j]
+    return out
+
+
+def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float) -> None:
+    """``add_projected_back`` for many weights of R's dtype: those of one shape get one batched product and one
+    multi-tensor add (the update of a batch is built whole, at most BATCH_VALUES values)."""
+    for idx in _same_shapes(Ws, Ps, Qs):
+        if len(idx) == 1 or Ws[idx[0]].dtype != Rs[idx[0]].dtype:
+            for i in idx:
+                add_projected_back(Ws[i], Rs[i], Ps[i], Qs[i], alpha)
+            continue
+        R = torch.stack([Rs[i] for i in idx])
+        P, Q = _stacked(Ps, idx, R.dtype), _stacked(Qs, idx, R.dtype)
+        U = R if Q is None else R @ Q
+        U = U if P is None else P @ U
+        torch._foreach_add_([Ws[i] for i in idx], list(U.unbind(0)), alpha=alpha)
