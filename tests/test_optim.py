@@ -447,3 +447,12 @@ def test_power_refresh_converges_to_the_dominant_subspace(side):
         if b is not None:
             span = (lambda M: M @ M.T) if a.shape[0] > a.shape[1] else (lambda M: M.T @ M)
             assert torch.allclose(span(a), span(b), atol=1e-4)
+
+
+def test_sharded_broadcast_buckets_keep_order_and_bound(monkeypatch):
+    from tinyagent_ft.optim import sharded
+    monkeypatch.setattr(sharded, "BUCKET_VALUES", 10)
+    params = [torch.empty(n) for n in (4, 5, 3, 12, 1, 9)]
+    buckets = sharded._buckets(params)
+    assert [p for b in buckets for p in b] == params  # each weight once, in order
+    assert [[p.numel() for p in b] for b in buckets] == [[4, 5], [3], [12], [1, 9]]  # a larger weight goes alone

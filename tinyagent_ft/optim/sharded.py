@@ -10,10 +10,25 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import torch
+import torch.distributed as dist
 from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.optim import Optimizer
 
 from .natural_galore import NaturalGaLoreAdamW
+
+BUCKET_VALUES = 1 << 24  # weights broadcast together (64 MB in fp32): a flat buffer of at most this many values
+
+
+def _buckets(params: list) -> list[list]:
+    out, size = [[]], 0
+    for p in params:
+        if out[-1] and size + p.numel() > BUCKET_VALUES:
+            out.append([])
+            size = 0
+        out[-1].append(p)
+        size += p.numel()
+    return [b for b in out if b]
 
 
 class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
@@ -21,6 +36,21 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
         """``param_groups`` as for ``NaturalGaLoreAdamW`` (on the rank's device: collectives run there);
         ``options`` its keyword arguments."""
         super().__init__(param_groups, NaturalGaLoreAdamW, broadcast_projectors=False, **options)
+
+    def _sync_params(self) -> None:
+        """After the step, each rank's weights reach the others in flat buckets: a handful of broadcasts instead of
+        torch's one per weight (a few hundred NCCL calls per step for a small model)."""
+        for rank, groups in enumerate(self._partition_parameters()):
+            src = dist.get_global_rank(self.process_group, rank)
+            for bucket in _buckets([p for g in groups for p in g["params"]]):
+                weights = [p.detach() for p in bucket]
+                if rank == self.rank:
+                    flat = torch.cat([w.reshape(-1) for w in weights])
+                else:
+                    flat = torch.empty(sum(w.numel() for w in weights), dtype=weights[0].dtype, device=weights[0].device)
+                dist.broadcast(flat, src=src, group=self.process_group)
+                if rank != self.rank:
+                    torch._foreach_copy_(weights, [v.view_as(w) for v, w in zip(flat.split([w.numel() for w in weights]), weights)])
 
     def state_dict(self) -> dict:
         """The consolidated state, plus each rank's stochastic-rounding generator (each rounds its own weights).
