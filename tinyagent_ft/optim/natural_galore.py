@@ -110,7 +110,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             for p in (p for g in self.param_groups for p in g["params"]):
                 if type(p).__name__ in ("DTensor", "FlatParameter") or hasattr(p, "_local_shard"):
                     raise NotImplementedError("NaturalGaLoreAdamW supports single-device and DDP training; "
-                                              "FSDP / ZeRO sharded parameters are not supported")
+                                              "FSDP sharded parameters are not supported (ShardedNaturalGaLore "
+                                              "shards the step instead)")
 
     # ------------------------------------------------------------------------------------------
     @torch.no_grad()
