@@ -120,11 +120,12 @@ def test_batched_projection_equals_one_weight_at_a_time(sides, monkeypatch):
     monkeypatch.setattr(projector, "BATCH_VALUES", 24 * 10 * 3)  # batches of 3 of the 5 (24, 10) weights
     torch.manual_seed(6)
     shapes = [(24, 10)] * 5 + [(10, 24)] * 2 + [(24, 10)]
-    Gs = [torch.randn(s) for s in shapes]
+    Gs = [torch.randn(s, dtype=torch.bfloat16 if s == (10, 24) else torch.float32) for s in shapes]  # bf16 batched too
     Ps = [torch.linalg.qr(torch.randn(s[0], 4)).Q if sides[0] else None for s in shapes]
     Qs = [torch.linalg.qr(torch.randn(s[1], 4)).Q.T.contiguous() if sides[1] else None for s in shapes]
     Rs = projector.project_many(Gs, Ps, Qs)
-    assert all(torch.allclose(R, projector.project(G, P, Q), atol=1e-5) for R, G, P, Q in zip(Rs, Gs, Ps, Qs))
+    assert all(R.dtype == torch.float32 and torch.allclose(R, projector.project(G.float(), P, Q), atol=1e-5)
+               for R, G, P, Q in zip(Rs, Gs, Ps, Qs))
     Ws = [torch.randn(s, dtype=torch.bfloat16 if i == 7 else torch.float32) for i, s in enumerate(shapes)]
     ours, ref = [w.clone() for w in Ws], [w.clone() for w in Ws]
     projector.add_projected_back_many(ours, Rs, Ps, Qs, alpha=-0.5)

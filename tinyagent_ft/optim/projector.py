@@ -160,7 +160,9 @@ def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
         if len(idx) == 1:
             out[idx[0]] = project(Gs[idx[0]].float(), Ps[idx[0]], Qs[idx[0]])
             continue
-        G = torch.stack([Gs[i] for i in idx]).float()
+        first = Gs[idx[0]]  # one fp32 batch, filled by one multi-tensor copy (converting bf16 gradients on the way)
+        G = torch.empty((len(idx), *first.shape), dtype=torch.float32, device=first.device)
+        torch._foreach_copy_(list(G.unbind(0)), [Gs[i] for i in idx])
         P, Q = _stacked(Ps, idx, G.dtype), _stacked(Qs, idx, G.dtype)
         if P is not None and (Q is None or G.shape[1] >= G.shape[2]):
             R = P.transpose(1, 2) @ G
