@@ -278,14 +278,14 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
     def _save_checkpoint(self, model, trial):
         self._add_counted_tokens()
         super()._save_checkpoint(model, trial)
+        if self.phases is not None:
+            self.phases.end(None)  # saving counts as "other"
 
     def _save_optimizer_and_scheduler(self, output_dir):
         sharded = getattr(self.optimizer, "optimizer", self.optimizer)  # inside accelerate's wrapper
         if isinstance(sharded, ShardedNaturalGaLore):  # every rank sends its share; rank 0 then saves the whole state
             sharded.consolidate_state_dict(to=0)
         super()._save_optimizer_and_scheduler(output_dir)
-        if isinstance(sharded, ShardedNaturalGaLore):
-            sharded._all_state_dicts = []  # a CPU copy of the whole state, needed only for that save
 
     def _get_grad_norm(self, model, grad_norm=None):
         if self.layerwise is not None:  # gradients were consumed, and clipped, in backward

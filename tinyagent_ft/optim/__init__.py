@@ -8,8 +8,7 @@ from .natural_galore import PROJECTION_DEFAULTS, NaturalGaLoreAdamW
 from .sharded import ShardedNaturalGaLore
 
 __all__ = ["LayerwiseOptimizer", "NaturalGaLoreAdamW", "PROJECTION_DEFAULTS", "ShardedNaturalGaLore",
-           "build_param_groups",
-           "natural_gradient_transform", "state_bytes"]
+           "build_param_groups", "natural_gradient_transform", "state_bytes"]
 
 
 def state_bytes(optimizer) -> int:

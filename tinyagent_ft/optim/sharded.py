@@ -4,7 +4,7 @@ broadcast the updated weights. Replicated, every rank paid the whole step, a few
 two GPUs cannot halve; sharded, each pays for its share and holds 1/N of the state.
 
 Checkpoints hold the whole state: ``consolidate_state_dict(to=0)`` on every rank, then ``state_dict()`` on
-rank 0 (the Trainer's save does both); ``load_state_dict`` keeps this rank's share of it.
+rank 0, once per gathering (the Trainer's save does both); ``load_state_dict`` keeps this rank's share of it.
 """
 from __future__ import annotations
 
@@ -50,7 +50,8 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
                     flat = torch.empty(sum(w.numel() for w in weights), dtype=weights[0].dtype, device=weights[0].device)
                 dist.broadcast(flat, src=src, group=self.process_group)
                 if rank != self.rank:
-                    torch._foreach_copy_(weights, [v.view_as(w) for v, w in zip(flat.split([w.numel() for w in weights]), weights)])
+                    values = flat.split([w.numel() for w in weights])
+                    torch._foreach_copy_(weights, [v.view_as(w) for v, w in zip(values, weights)])
 
     def state_dict(self) -> dict:
         """The consolidated state, plus each rank's stochastic-rounding generator (each rounds its own weights).
@@ -61,6 +62,7 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
         generators = [s.get("rounding_generator") for s in self._all_state_dicts]
         if any(g is not None for g in generators):
             state["rounding_generators"] = generators
+        self._all_state_dicts = []  # a CPU copy of the whole state, gathered for this one save
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
