@@ -457,3 +457,33 @@ def test_sharded_broadcast_buckets_keep_order_and_bound(monkeypatch):
     buckets = sharded._buckets(params)
     assert [p for b in buckets for p in b] == params  # each weight once, in order
     assert [[p.numel() for p in b] for b in buckets] == [[4, 5], [3], [12], [1, 9]]  # a larger weight goes alone
+
+
+def test_sharded_state_gathers_as_raw_bytes_exactly(tmp_path):
+    """The gathered state (the structure pickled, the tensors sent as raw bytes) equals the local optimizer's,
+    tensor by tensor and dtype by dtype: float8 codes, fp32 scales and projectors, the rounding generator."""
+    import torch.distributed as dist
+
+    from tinyagent_ft.optim import ShardedNaturalGaLore
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Linear(7, 9), nn.Linear(9, 5))
+        opt = ShardedNaturalGaLore(build_param_groups(model, rank=2, targets=(r"^0$",)), lr=1e-2, state_dtype="float8")
+        for _ in range(2):
+            model(torch.randn(3, 7)).pow(2).mean().backward()
+            opt.step()
+        opt.consolidate_state_dict(to=0)
+        gathered, local = opt.state_dict(), opt.optim.state_dict()
+        # the gathered state is indexed as the wrapper's groups order the weights, the local one as its share does
+        everywhere = {id(p): i for i, p in enumerate(p for g in opt.param_groups for p in g["params"])}
+        index = {j: everywhere[id(p)] for j, p in enumerate(p for g in opt.optim.param_groups for p in g["params"])}
+    finally:
+        dist.destroy_process_group()
+    assert len(gathered["state"]) == len(local["state"]) == 4
+    for j, st in local["state"].items():
+        for k, v in st.items():
+            g = gathered["state"][index[j]][k]
+            same = g.dtype == v.dtype and torch.equal(g.view(torch.uint8), v.view(torch.uint8)) if torch.is_tensor(v) else g == v
+            assert same, (j, k)
+    assert torch.equal(gathered["rounding_generators"][0], local["rounding_generator"])
