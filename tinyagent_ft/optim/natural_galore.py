@@ -142,9 +142,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if "rank" not in group:
             return grads
         for p, g in zip(params, grads):
-            state = self.state[p]
-            if self.refresh_due(p, group, state.get("step", 0) + 1):
-                self._refresh(p, group, g, state)
+            self._refresh_if_due(p, group, g)
         states = [self.state[p] for p in params]
         return project_many(grads, [st.get("P") for st in states], [st.get("Q") for st in states])
 
@@ -245,11 +243,16 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
 
     def project_grad(self, p: torch.Tensor, group: dict, grad: torch.Tensor, step: int | None = None) -> torch.Tensor:
         """Projected fp32 gradient, refreshing the subspace first when one is due at ``step``."""
+        self._refresh_if_due(p, group, grad, step)
+        state = self.state[p]
+        return project(grad.float(), state.get("P"), state.get("Q"))
+
+    def _refresh_if_due(self, p: torch.Tensor, group: dict, grad: torch.Tensor, step: int | None = None) -> None:
+        """A new subspace from ``grad`` when one is due at ``step`` (default: the weight's next step)."""
         state = self.state[p]
         step = step if step is not None else state.get("step", 0) + 1
         if self.refresh_due(p, group, step):
             self._refresh(p, group, grad, state)
-        return project(grad.float(), state.get("P"), state.get("Q"))
 
     def refresh_due(self, p: torch.Tensor, group: dict, step: int) -> bool:
         if "rank" not in group or not any(sides_for(tuple(p.shape), group["side"], group["rank"])):

@@ -101,16 +101,18 @@ def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previ
 
 
 def project(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
-    """P^T G Q^T with the side that shrinks more reduced first (fewer flops when both are projected)."""
+    """P^T G Q^T with the side that shrinks more reduced first (fewer flops when both are projected); of one
+    matrix, or of a batch (leading dimension) with a batch of projectors."""
     P, Q = (P if P is None else P.to(G.dtype)), (Q if Q is None else Q.to(G.dtype))
-    if P is not None and (Q is None or G.shape[0] >= G.shape[1]):
-        R = P.T @ G
-        return R if Q is None else R @ Q.T
-    R = G if Q is None else G @ Q.T
-    return R if P is None else P.T @ R
+    if P is not None and (Q is None or G.shape[-2] >= G.shape[-1]):
+        R = P.mT @ G
+        return R if Q is None else R @ Q.mT
+    R = G if Q is None else G @ Q.mT
+    return R if P is None else P.mT @ R
 
 
 def project_back(R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
+    """P R Q, of one matrix or of a batch."""
     G = R if Q is None else R @ Q.to(R.dtype)
     return G if P is None else P.to(R.dtype) @ G
 
@@ -148,8 +150,8 @@ def _same_shapes(Gs: list, Ps: list, Qs: list):
         yield from (idx[s:s + per] for s in range(0, len(idx), per))
 
 
-def _stacked(ts: list, idx: list, dtype) -> torch.Tensor | None:
-    return None if ts[idx[0]] is None else torch.stack([ts[i] for i in idx]).to(dtype)
+def _stacked(ts: list, idx: list) -> torch.Tensor | None:
+    return None if ts[idx[0]] is None else torch.stack([ts[i] for i in idx])
 
 
 def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
@@ -163,13 +165,7 @@ def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
         first = Gs[idx[0]]  # one fp32 batch, filled by one multi-tensor copy (converting bf16 gradients on the way)
         G = torch.empty((len(idx), *first.shape), dtype=torch.float32, device=first.device)
         torch._foreach_copy_(list(G.unbind(0)), [Gs[i] for i in idx])
-        P, Q = _stacked(Ps, idx, G.dtype), _stacked(Qs, idx, G.dtype)
-        if P is not None and (Q is None or G.shape[1] >= G.shape[2]):
-            R = P.transpose(1, 2) @ G
-            R = R if Q is None else R @ Q.transpose(1, 2)
-        else:
-            R = G if Q is None else G @ Q.transpose(1, 2)
-            R = R if P is None else P.transpose(1, 2) @ R
+        R = project(G, _stacked(Ps, idx), _stacked(Qs, idx))
         for j, i in enumerate(idx):
             out[i] = R[j]
     return out
@@ -184,7 +180,5 @@ def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float
                 add_projected_back(Ws[i], Rs[i], Ps[i], Qs[i], alpha)
             continue
         R = torch.stack([Rs[i] for i in idx])
-        P, Q = _stacked(Ps, idx, R.dtype), _stacked(Qs, idx, R.dtype)
-        U = R if Q is None else R @ Q
-        U = U if P is None else P @ U
+        U = project_back(R, _stacked(Ps, idx), _stacked(Qs, idx))
         torch._foreach_add_([Ws[i] for i in idx], list(U.unbind(0)), alpha=alpha)

@@ -8,6 +8,7 @@ rank 0, once per gathering (the Trainer's save does both); ``load_state_dict`` k
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import torch
@@ -24,15 +25,24 @@ class _Slot(int):
     """Where a tensor of a state dict was: its index in the list of tensors sent apart."""
 
 
-def _buckets(params: list) -> list[list]:
-    out, size = [[]], 0
-    for p in params:
-        if out[-1] and size + p.numel() > BUCKET_VALUES:
+def _buckets(sizes: list[int]) -> list[list[int]]:
+    """Indices of consecutive items grouped so that a group's sizes add up to at most BUCKET_VALUES (an item
+    larger than that goes alone)."""
+    out, total = [[]], 0
+    for i, n in enumerate(sizes):
+        if out[-1] and total + n > BUCKET_VALUES:
             out.append([])
-            size = 0
-        out[-1].append(p)
-        size += p.numel()
+            total = 0
+        out[-1].append(i)
+        total += n
     return [b for b in out if b]
+
+
+def _broadcast_flat(parts: list | None, numel: int, dtype, device, src: int, group) -> torch.Tensor:
+    """One flat buffer from rank ``src``: ``parts`` concatenated there, received into a new buffer elsewhere."""
+    flat = torch.cat(parts).to(device) if parts is not None else torch.empty(numel, dtype=dtype, device=device)
+    dist.broadcast(flat, src=src, group=group)
+    return flat
 
 
 def _split_tensors(obj, tensors: list):
@@ -68,16 +78,16 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
         torch's one per weight (a few hundred NCCL calls per step for a small model)."""
         for rank, groups in enumerate(self._partition_parameters()):
             src = dist.get_global_rank(self.process_group, rank)
-            for bucket in _buckets([p for g in groups for p in g["params"]]):
-                weights = [p.detach() for p in bucket]
-                if rank == self.rank:
-                    flat = torch.cat([w.reshape(-1) for w in weights])
-                else:
-                    flat = torch.empty(sum(w.numel() for w in weights), dtype=weights[0].dtype, device=weights[0].device)
-                dist.broadcast(flat, src=src, group=self.process_group)
+            weights = [p.detach() for g in groups for p in g["params"]]
+            sizes = [w.numel() for w in weights]
+            for idx in _buckets(sizes):
+                bucket = [weights[i] for i in idx]
+                flat = _broadcast_flat([w.reshape(-1) for w in bucket] if rank == self.rank else None,
+                                       sum(sizes[i] for i in idx), bucket[0].dtype, bucket[0].device, src,
+                                       self.process_group)
                 if rank != self.rank:
-                    values = flat.split([w.numel() for w in weights])
-                    torch._foreach_copy_(weights, [v.view_as(w) for v, w in zip(values, weights)])
+                    values = flat.split([sizes[i] for i in idx])
+                    torch._foreach_copy_(bucket, [v.view_as(w) for v, w in zip(values, bucket)])
 
     def consolidate_state_dict(self, to: int = 0) -> None:
         """Gather every rank's state on rank ``to`` (call it on all ranks). Torch's pickles each rank's whole state
@@ -92,20 +102,18 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
                 box[0] = _split_tensors(self.optim.state_dict(), tensors)
                 box[1] = [(t.dtype, tuple(t.shape)) for t in tensors]
             dist.broadcast_object_list(box, src=src, group=self.process_group, device=device)
-            if rank != self.rank:
-                tensors = [torch.empty(shape, dtype=dtype, device=device) for dtype, shape in box[1]]
-            raw = [t.contiguous().view(-1).view(torch.uint8) for t in tensors]
+            sizes = [math.prod(shape) * dtype.itemsize for dtype, shape in box[1]]
+            raw = [t.contiguous().view(-1).view(torch.uint8) for t in tensors]  # the sender's only
             received = []
-            for bucket in _buckets(raw):
-                flat = torch.cat(bucket).to(device) if rank == self.rank else \
-                    torch.empty(sum(b.numel() for b in bucket), dtype=torch.uint8, device=device)
-                dist.broadcast(flat, src=src, group=self.process_group)
+            for idx in _buckets(sizes):
+                flat = _broadcast_flat([raw[i] for i in idx] if rank == self.rank else None, sum(sizes[i] for i in idx),
+                                       torch.uint8, device, src, self.process_group)
                 if self.rank == to:
                     received.append(flat.cpu())
             if self.rank == to:
                 data = torch.cat(received) if received else torch.empty(0, dtype=torch.uint8)
                 parts = [v.clone().view(dtype).view(shape) for v, (dtype, shape) in  # cloned first: aligned
-                         zip(data.split([r.numel() for r in raw]), box[1])]
+                         zip(data.split(sizes), box[1])]
                 self._all_state_dicts.append(_fill_tensors(box[0], parts))
 
     def state_dict(self) -> dict:
@@ -123,7 +131,7 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
     def load_state_dict(self, state_dict: dict) -> None:
         generators = state_dict.get("rounding_generators") or []
         super().load_state_dict(state_dict)
-        self.state = defaultdict(dict)  # torch keeps a second copy of this rank's share here; the local optimizer holds it
+        self.state = defaultdict(dict)  # torch keeps a second copy of this rank's share here; self.optim holds it
         if len(generators) == self.world_size and generators[self.rank] is not None:  # same ranks: the same draws
             self.optim.restore_rounding_generator(generators[self.rank])
         self._all_state_dicts = []
