@@ -53,6 +53,8 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         load_config(None, ["optimizer.name=galore", "optimizer.history=2", "optimizer.damping=1"])
     with pytest.raises(ConfigError, match=r"state_dtype: used only by galore or natural_galore, not by lora"):
         load_config(None, ["optimizer.name=lora", "optimizer.state_dtype=bfloat16"])
+    with pytest.raises(ConfigError, match=r"unprojected_lr: used only by galore or natural_galore, not by adamw"):
+        load_config(None, ["optimizer.name=adamw", "optimizer.unprojected_lr=1e-4"])
     with pytest.raises(ConfigError, match=r"optimizer.state_dtype: Input should be 'float32', 'bfloat16' or 'float8'"):
         load_config(None, ["optimizer.state_dtype=float16"])
     with pytest.raises(ConfigError, match=r"training.lr_scheduler: Input should be 'cosine', 'linear'"):
@@ -78,6 +80,28 @@ def test_lean_memory_fills_in_what_is_not_set():
     assert (adamw.model.gradient_checkpointing, adamw.model.dtype, adamw.optimizer.layerwise) == (True, "auto", False)
     with pytest.raises(ConfigError, match="system_prompt_gradient=false reads the system prompt from a cache"):
         load_config(None, ["training.memory=lean", "training.system_prompt_gradient=false"])
+
+
+def test_optimizer_options_reach_the_groups():
+    """optimizer.side, optimizer.history and optimizer.unprojected_lr shape the groups the optimizer gets: the
+    ablation cells (one- or two-sided, with or without the transform) and a separate rate for the weights the
+    projection leaves out (embeddings, norms)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tinyagent_ft.train import build_optimizer
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=32, intermediate_size=48, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=1))
+    def groups(*overrides):
+        projected, rest = build_optimizer(model, load_config(None, ["optimizer.rank=4", *overrides])).param_groups
+        return projected, rest
+    projected, rest = groups("optimizer.lr=3e-3", "optimizer.unprojected_lr=3e-4")
+    assert (projected["lr"], rest["lr"], projected["side"], projected["history"]) == (3e-3, 3e-4, "two_sided", 4)
+    assert any(p.shape == (64, 32) for p in rest["params"])  # the embedding takes the separate rate
+    projected, rest = groups("optimizer.lr=3e-3", "optimizer.side=std", "optimizer.history=0")
+    assert (projected["lr"], rest["lr"], projected["side"], projected["history"]) == (3e-3, 3e-3, "std", 0)
+    projected, _ = groups("optimizer.name=galore", "optimizer.side=two_sided")
+    assert (projected["side"], projected["history"]) == ("two_sided", 0)
+    assert groups("optimizer.name=galore")[0]["side"] == "std"
 
 
 def test_cli_config_errors_are_one_line(tmp_path):

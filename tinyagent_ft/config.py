@@ -66,7 +66,12 @@ class OptimizerConfig(Section):
                              "(default; same convergence as an exact SVD at ~1/20 of its time), exact 'svd' "
                              "of every weight at once, or randomized SVD")
     scale: float = Field(0.25, gt=0)
-    history: int = Field(4, ge=1, description="natural-gradient history length (natural_galore)")
+    unprojected_lr: float | None = Field(
+        None, gt=0, description="learning rate of the weights the projection leaves out (embeddings, norms; galore / "
+                                "natural_galore); default: optimizer.lr")
+    side: Literal["std", "two_sided"] | None = Field(
+        None, description="projected side: std (the smaller dimension; galore's default) or two_sided (natural_galore's)")
+    history: int = Field(4, ge=0, description="natural-gradient history length (natural_galore; 0: no transform)")
     damping: float = Field(1e-3, gt=0)
     damping_mode: Literal["absolute", "relative"] = Field(
         "absolute", description="absolute: lambda = damping; relative: damping x the history's mean squared norm")
@@ -85,6 +90,7 @@ class OptimizerConfig(Section):
         """Refuse options the chosen optimizer would silently ignore (those set explicitly)."""
         owners = [(("natural_galore",), ("history", "damping", "damping_mode")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
                   (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ()),
+                  (("galore", "natural_galore"), ("unprojected_lr", "side")),
                   (("galore", "natural_galore"), ("shard_step",) if not self.shard_step else ()),
                   (("galore", "natural_galore"), ("state_dtype",) if self.state_dtype != "float32" else ())]
         for names, keys in owners:

@@ -54,8 +54,10 @@ def projection_options(cfg: TrainConfig) -> dict:
     o = cfg.optimizer
     common = dict(update_proj_gap=o.update_proj_gap, scale=o.scale, svd_method=o.svd_method,
                   stagger_refresh=o.svd_method == "power")
+    if o.side:
+        common["side"] = o.side
     if o.name == "galore":
-        return common | dict(side="std", history=0)
+        return dict(side="std") | common | dict(history=0)
     return common | dict(history=o.history, damping=o.damping, damping_mode=o.damping_mode)
 
 
@@ -120,6 +122,9 @@ def build_optimizer(model, cfg: TrainConfig):
     if o.name in ("adamw", "lora"):
         return None
     groups = build_param_groups(model, o.rank, **projection_options(cfg))
+    if o.unprojected_lr is not None:
+        for group in groups[1:]:
+            group["lr"] = o.unprojected_lr
     options = dict(lr=o.lr, weight_decay=o.weight_decay, state_dtype=o.state_dtype)
     if o.layerwise:
         return LayerwiseOptimizer(NaturalGaLoreAdamW(groups, **options), cfg.training.grad_accum,

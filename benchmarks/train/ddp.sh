@@ -19,19 +19,24 @@ export PYTHONPATH="$PWD${site:+:$site}"
 python3 -c 'import torch; print(torch.cuda.device_count(), "x", torch.cuda.get_device_name(), "torch", torch.__version__)'
 
 if [ -z "${SKIP_CONSISTENCY:-}" ]; then
-for method in svd power; do  # every rank holds the same projectors and weights, straight and resumed
-  mkdir -p "$out/consistency-$method"
-  torchrun --standalone --nproc_per_node 2 tests/ddp_optim_worker.py "$out/consistency-$method" $method > /dev/null
+# every rank holds the same projectors and weights, straight and resumed; sharded: each rank its share of the
+# projectors, the same weights, and the run resumed from the gathered checkpoint ends where the straight one does
+for spec in svd power "power float8 sharded"; do
+  mkdir -p "$out/consistency-${spec// /-}"
+  torchrun --standalone --nproc_per_node 2 tests/ddp_optim_worker.py "$out/consistency-${spec// /-}" $spec > /dev/null
 done
 python3 - "$out" <<'EOF'
 import json, sys, torch
 out, report = sys.argv[1], {}
-for method in ("svd", "power"):
-    r0, r1 = (torch.load(f"{out}/consistency-{method}/rank{r}.pt", weights_only=True) for r in (0, 1))
-    diff = lambda a, b: max(float((a[k] - b[k]).abs().max()) for k in a)
-    report[method] = {f"{run} {part} rank0 vs rank1": diff(r0[run][part], r1[run][part])
-                      for run in ("straight", "resumed") for part in ("weights", "projectors")}
-    report[method]["resumed vs straight weights"] = diff(r0["straight"]["weights"], r0["resumed"]["weights"])
+diff = lambda a, b: max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+for name in ("svd", "power", "power-float8-sharded"):
+    r0, r1 = (torch.load(f"{out}/consistency-{name}/rank{r}.pt", weights_only=True) for r in (0, 1))
+    parts = ("weights",) if "sharded" in name else ("weights", "projectors")
+    report[name] = {f"{run} {part} rank0 vs rank1": diff(r0[run][part], r1[run][part])
+                    for run in ("straight", "resumed") for part in parts}
+    for r, snap in enumerate((r0, r1)):
+        for part in ("weights", "projectors"):
+            report[name][f"rank{r} resumed vs straight {part}"] = diff(snap["straight"][part], snap["resumed"][part])
 print(json.dumps(report, indent=1))
 json.dump(report, open(f"{out}/consistency.json", "w"), indent=1)
 EOF

@@ -2,10 +2,14 @@
 # Learning-rate sweep on one GPU: fine-tune SmolLM2-135M with each given optimizer:lr pair, several runs at
 # once on the same card (a 135M model leaves an H100 mostly idle), and score each model on the test split
 # as soon as its training ends, with oracle tool selection (gold + 3 negatives, as in training). Usage:
-#   bash benchmarks/train/sweep_gpu.sh OUT_DIR OPT:LR [OPT:LR ...]
+#   bash benchmarks/train/sweep_gpu.sh OUT_DIR OPT:LR[:KEY=VALUE,...] [...]
 #   e.g. EXTEND=1 bash benchmarks/train/sweep_gpu.sh OUT galore:1e-4 galore:3e-4 galore:1e-3 galore:3e-3
+#        bash benchmarks/train/sweep_gpu.sh OUT galore:3e-3:optimizer.unprojected_lr=3e-4,training.seed=1
 #   bash benchmarks/train/sweep_gpu.sh OUT_DIR          (no runs: only collect OUT_DIR's records and print the table)
-# PARALLEL runs at once (default: one per 12 GiB of free GPU memory, at most 8; 1 on CPU). CONFIG
+# A run's overrides (after the second colon) go to `train` and name its folder (OPT-LR-unprojected_lr3e-4-seed1).
+# Runs are spread round-robin over the visible GPUs, PARALLEL at once on each (default: one per 12 GiB of
+# free GPU memory, at most 8; 1 on CPU), each with its share of the CPU threads. Seeds of one setting are
+# summarised as mean +- std. CONFIG
 # (configs/smollm2-compare.yaml), MAX_TRAIN training examples (default: the config's, 3000 in smollm2-compare.yaml;
 # null: all), LIMIT (300; all: the whole split) test queries, ORACLE (3: gold tools + 3 negatives at test time;
 # none: the planner as users run it, the model folder's classifier picks the tools), MODEL (smollm2-135m), EXTRA
@@ -54,32 +58,42 @@ python3 -c 'import sys; from tinyagent_ft.models import resolve_model; print("mo
 # transformers 5.17 is one): fail here, before any GPU minute is spent
 python3 -c 'import sys; from tinyagent_ft.constrain import PlanConstraint; from tinyagent_ft.models import load_tokenizer
 PlanConstraint(load_tokenizer(sys.argv[1])); print("tokenizer check passed")' "$model"
-read -r device free_gib < <(python3 -c 'import torch
-if torch.cuda.is_available(): print(torch.cuda.get_device_name().replace(" ", "_"), torch.cuda.mem_get_info()[0] // 2**30)
-else: print("cpu", 0)')
+read -r device free_gib gpus < <(python3 -c 'import torch
+if torch.cuda.is_available():
+    print(torch.cuda.get_device_name().replace(" ", "_"), torch.cuda.mem_get_info()[0] // 2**30, torch.cuda.device_count())
+else: print("cpu", 0, 0)')
 device=${device//_/ }
 parallel=${PARALLEL:-$(( free_gib >= 24 ? (free_gib / 12 > 8 ? 8 : free_gib / 12) : 1 ))}
+slots=$(( parallel * (gpus > 0 ? gpus : 1) ))
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(( $(nproc) / slots > 1 ? $(nproc) / slots : 1 ))}
 logger=0
 if command -v nvidia-smi > /dev/null; then  # GPU load while the runs share it, every 5 s
   logger=1
   ( while [ ! -f "$out/.stop-$$" ]; do
-      nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader >> "$out/gpu_load.csv"; sleep 5
+      nvidia-smi --query-gpu=timestamp,index,utilization.gpu,memory.used --format=csv,noheader >> "$out/gpu_load.csv"; sleep 5
     done; rm -f "$out/.stop-$$" ) &
 fi
 
-one() {  # train, then score, one OPT:LR; a failure leaves OUT_DIR/OPT-LR.FAILED
-  local opt=${1%%:*} lr=${1#*:}; local dir="$out/$opt-$lr"
+one() {  # train, then score, one OPT:LR[:OVERRIDES] on GPU $2; a failure leaves OUT_DIR/NAME.FAILED
+  local opt lr overrides tag
+  IFS=: read -r opt lr overrides <<< "$1"
+  tag=""
+  for kv in ${overrides//,/ }; do k=${kv%%=*}; tag+=${tag:+-}${k##*.}${kv#*=}; done
+  tag=${tag//[^A-Za-z0-9._-]/_}
+  local dir="$out/$opt-$lr${tag:+-$tag}"
   local train="python3 -m tinyagent_ft train -c $config model.name=$model optimizer.name=$opt \
-optimizer.lr=$lr training.output_dir=$dir $extra"
+optimizer.lr=$lr training.output_dir=$dir $extra ${overrides//,/ }"
   local eval="python3 -m tinyagent_ft eval --model $dir/model --data data/synth --split test \
 $limit_arg $oracle_arg --batch-size 64 --out $dir/eval"
   rm -rf "$dir" "$dir.FAILED"; mkdir -p "$dir"
-  python3 - "$dir/launch.json" "$opt" "$lr" "$parallel" "$device" "$train" "$eval" <<'PY'
+  python3 - "$dir/launch.json" "$opt" "$lr" "$overrides" "$slots" "$device" "$2" "$train" "$eval" <<'PY'
 import json, sys
-path, opt, lr, n, device, train, ev = sys.argv[1:]
-json.dump({"optimizer": opt, "lr": float(lr), "lr_text": lr, "parallel": int(n), "device": device,
-           "train_command": " ".join(train.split()), "eval_command": " ".join(ev.split())}, open(path, "w"), indent=1)
+path, opt, lr, overrides, n, device, gpu, train, ev = sys.argv[1:]
+json.dump({"optimizer": opt, "lr": float(lr), "lr_text": lr, "overrides": overrides, "parallel": int(n),
+           "device": device, "gpu": gpu, "train_command": " ".join(train.split()),
+           "eval_command": " ".join(ev.split())}, open(path, "w"), indent=1)
 PY
+  export CUDA_VISIBLE_DEVICES=$2
   local t0=$SECONDS t1
   if ! $train > "$dir.train.log" 2>&1; then
     echo "FAILED train $1 (tail of $dir.train.log):"; tail -25 "$dir.train.log"; touch "$dir.FAILED"; return 0
@@ -93,19 +107,20 @@ PY
   echo "$(date +%T) done $1: train $((t1 - t0)) s, eval $((SECONDS - t1)) s"
 }
 
-start=$SECONDS; pids=()
-echo "$(date +%T) $# runs, up to $parallel at once, on $device"
+start=$SECONDS; pids=(); i=0
+echo "$(date +%T) $# runs, up to $slots at once ($parallel per GPU, $gpus GPUs), on $device"
 for run in "$@"; do
-  while [ "$(jobs -rp | wc -l)" -ge $((parallel + logger)) ]; do wait -n || true; done
-  one "$run" & pids+=($!)
+  while [ "$(jobs -rp | wc -l)" -ge $((slots + logger)) ]; do wait -n || true; done
+  one "$run" $(( gpus > 0 ? i % gpus : 0 )) & pids+=($!); i=$((i + 1))
 done
 for p in "${pids[@]}"; do wait "$p" 2> /dev/null || true; done
 touch "$out/.stop-$$"
-echo "$(date +%T) $# runs, up to $parallel at once, on $device: $((SECONDS - start)) s wall"
+echo "$(date +%T) $# runs, up to $slots at once, on $device: $((SECONDS - start)) s wall"
 fi
 
 python3 - "$out" <<'PY'
-import json, sys, pathlib
+import json, statistics, sys, pathlib
+from collections import defaultdict
 out, records = pathlib.Path(sys.argv[1]), []
 for launch in sorted(out.glob("*/launch.json")):
     d = launch.parent
@@ -128,27 +143,43 @@ for launch in sorted(out.glob("*/launch.json")):
                forced_endings=thr.get("forced_endings"), plans_per_second=thr.get("plans_per_second"),
                **(json.loads((d / "walls.json").read_text()) if (d / "walls.json").is_file() else {}))
     records.append(rec)
-records.sort(key=lambda x: (x["optimizer"], x["lr"]))
+records.sort(key=lambda x: (x["optimizer"], x.get("overrides", ""), x["lr"]))
 (out / "sweep.json").write_text(json.dumps(records, indent=1))
-print("| optimizer | lr | success | strict | parse | train s | tokens/s | peak GPU GiB | final loss | runs at once |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+print("| optimizer | lr | overrides | success | strict | parse | train s | tokens/s | peak GPU GiB | final loss | runs at once |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
 for x in records:
+    head = f"| {x['optimizer']} | {x['lr_text']} | {x.get('overrides', '')} |"
     if x["status"] != "ok":
-        print(f"| {x['optimizer']} | {x['lr_text']} | {x['status']} | | | | | | | {x['parallel']} |")
+        print(f"{head} {x['status']} | | | | | | | {x['parallel']} |")
         continue
-    print(f"| {x['optimizer']} | {x['lr_text']} | {x['success']:.3f} | {x['success_strict']:.3f} | {x['parse_rate']:.3f} | "
+    print(f"{head} {x['success']:.3f} | {x['success_strict']:.3f} | {x['parse_rate']:.3f} | "
           f"{x['train_seconds']:.0f} | {x['tokens_per_second']:,} | {x['peak_gpu_memory_gib']} | "
           f"{x['final_train_loss']:.4f} | up to {x['parallel']} |")
+def setting(x, seedless=False):  # a run's optimizer and overrides, without its seed when seeds are pooled
+    parts = [o for o in x.get("overrides", "").split(",") if o and not (seedless and o.startswith("training.seed="))]
+    return x["optimizer"], ",".join(parts)
+ok = [x for x in records if x["status"] == "ok"]
 best = {}
-for x in records:
-    if x["status"] == "ok":
-        key = (x["success"], x["success_strict"], -x["final_train_loss"])
-        if x["optimizer"] not in best or key > best[x["optimizer"]][0]:
-            best[x["optimizer"]] = (key, x)
-for opt, (_, x) in best.items():
-    lrs = [y["lr"] for y in records if y["optimizer"] == opt and y["status"] == "ok"]
+for x in ok:
+    key = (x["success"], x["success_strict"], -x["final_train_loss"])
+    if setting(x) not in best or key > best[setting(x)][0]:
+        best[setting(x)] = (key, x)
+for (opt, overrides), (_, x) in best.items():
+    lrs = [y["lr"] for y in ok if setting(y) == (opt, overrides)]
     where = " (lowest run)" if x["lr"] == min(lrs) else " (highest run)" if x["lr"] == max(lrs) else ""
-    print(f"best {opt}: lr {x['lr_text']}{where}, success {x['success']:.3f}, strict {x['success_strict']:.3f}")
+    print(f"best {opt}{' ' + overrides if overrides else ''}: lr {x['lr_text']}{where}, success {x['success']:.3f}, "
+          f"strict {x['success_strict']:.3f}")
+seeds = defaultdict(list)
+for x in ok:
+    seeds[setting(x, seedless=True) + (x["lr_text"],)].append(x)
+if any(len(v) > 1 for v in seeds.values()):
+    print("\n| optimizer | lr | overrides (seeds pooled) | seeds | success mean +- std | strict mean +- std |")
+    print("|---|---|---|---|---|---|")
+    for (opt, overrides, lr), runs in sorted(seeds.items()):
+        su, st = [r["success"] for r in runs], [r["success_strict"] for r in runs]
+        sd = lambda v: statistics.stdev(v) if len(v) > 1 else 0.0
+        print(f"| {opt} | {lr} | {overrides} | {len(runs)} | {statistics.mean(su):.3f} +- {sd(su):.3f} | "
+              f"{statistics.mean(st):.3f} +- {sd(st):.3f} |")
 PY
 
 if [ "${EXTEND:-0}" = 1 ] && [ $# -ge 1 ]; then
@@ -161,15 +192,14 @@ def step(text, up):  # the next value of the 1-3-10 sequence
     if up:
         return f"3e{exp}" if mant == 1 else f"1e{exp + 1}"
     return f"1e{exp}" if mant == 3 else f"3e{exp - 1}"
-for opt in sorted({x["optimizer"] for x in records}):
-    runs = sorted((x for x in records if x["optimizer"] == opt), key=lambda x: x["lr"])
+for opt, overrides in sorted({(x["optimizer"], x.get("overrides", "")) for x in records}):
+    runs = sorted((x for x in records if (x["optimizer"], x.get("overrides", "")) == (opt, overrides)),
+                  key=lambda x: x["lr"])
     if len(runs) < 2:
         continue
     top = max(runs, key=lambda x: (x["success"], x["success_strict"], -x["final_train_loss"]))
-    if top is runs[0]:
-        print(f"{opt}:{step(top['lr_text'], False)}")
-    elif top is runs[-1]:
-        print(f"{opt}:{step(top['lr_text'], True)}")
+    if top is runs[0] or top is runs[-1]:
+        print(f"{opt}:{step(top['lr_text'], top is runs[-1])}" + (f":{overrides}" if overrides else ""))
 PY
 )
   if [ -n "$ext" ]; then

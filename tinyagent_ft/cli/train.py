@@ -37,8 +37,9 @@ def _dry_run(cfg: TrainConfig) -> None:
     from ..models import resolve_model
     from ..train import estimate_state_bytes, trainable_parameters
     console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    config = AutoConfig.from_pretrained(resolve_model(cfg.model.name))  # a preset is built first, on a real device
     with torch.device("meta"):  # shapes only: no weights load
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(resolve_model(cfg.model.name)))
+        model = AutoModelForCausalLM.from_config(config)
     n = trainable_parameters(model)
     console.print(f"trainable parameters: {n:,}" + (" (before LoRA adapters)" if cfg.optimizer.name == "lora" else ""))
     if cfg.optimizer.name == "lora":
