@@ -39,8 +39,10 @@ def _buckets(sizes: list[int]) -> list[list[int]]:
 
 
 def _broadcast_flat(parts: list | None, numel: int, dtype, device, src: int, group) -> torch.Tensor:
-    """One flat buffer from rank ``src``: ``parts`` concatenated there, received into a new buffer elsewhere."""
-    flat = torch.cat(parts).to(device) if parts is not None else torch.empty(numel, dtype=dtype, device=device)
+    """One flat buffer from rank ``src``: ``parts`` (on any device: a state holds CPU tensors too, such as the
+    rounding generator's) concatenated there on ``device``, received into a new buffer elsewhere."""
+    flat = (torch.cat([t.to(device) for t in parts]) if parts is not None
+            else torch.empty(numel, dtype=dtype, device=device))
     dist.broadcast(flat, src=src, group=group)
     return flat
 
