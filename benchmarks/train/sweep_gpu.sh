@@ -19,7 +19,8 @@
 # classifier's backbone and the index's encoder. PREP_ONLY=1: only generate the data and build those folders.
 # The full-data comparison of issue 13 (benchmarks/train/results/issue13/full.md):
 #   CONFIG=configs/smollm2-full.yaml LIMIT=all ORACLE=none bash benchmarks/train/sweep_gpu.sh OUT natural_galore:3e-3 galore:3e-3
-# EXTEND=1:
+# RESUME=1: a run continues from the last checkpoint in its folder (a run longer than one GPU call), instead of
+# starting afresh. EXTEND=1:
 # afterwards, an optimizer whose best lr (test success, then strict success, then final loss) sits at an end of the lrs run for
 # it gets one more run a step beyond that end (1-3-10 steps: 1e-4 -> 3e-5, 3e-3 -> 1e-2).
 # A CPU check: MODEL=tiny-random MAX_TRAIN=16 LIMIT=8 EXTRA="eval.subset=8" bash benchmarks/train/sweep_gpu.sh OUT adamw:1e-4
@@ -82,10 +83,10 @@ one() {  # train, then score, one OPT:LR[:OVERRIDES] on GPU $2; a failure leaves
   tag=${tag//[^A-Za-z0-9._-]/_}
   local dir="$out/$opt-$lr${tag:+-$tag}"
   local train="python3 -m tinyagent_ft train -c $config model.name=$model optimizer.name=$opt \
-optimizer.lr=$lr training.output_dir=$dir $extra ${overrides//,/ }"
+optimizer.lr=$lr training.output_dir=$dir $extra ${overrides//,/ }${RESUME:+ --resume auto}"
   local eval="python3 -m tinyagent_ft eval --model $dir/model --data data/synth --split test \
 $limit_arg $oracle_arg --batch-size 64 --out $dir/eval"
-  rm -rf "$dir" "$dir.FAILED"; mkdir -p "$dir"
+  [ -n "${RESUME:-}" ] || rm -rf "$dir"; rm -f "$dir.FAILED"; mkdir -p "$dir"
   python3 - "$dir/launch.json" "$opt" "$lr" "$overrides" "$slots" "$device" "$2" "$train" "$eval" <<'PY'
 import json, sys
 path, opt, lr, overrides, n, device, gpu, train, ev = sys.argv[1:]
