@@ -177,6 +177,8 @@ def test_each_optimizer_trains_a_step(synth_dir, tmp_path, optimizer):
         assert 8 * n <= measured <= 8 * n + 8 * tensors
     else:
         assert 0 < measured < 8 * n
+    expected = {"cholesky_fallbacks": 0, "nonfinite_skips": 0} if optimizer == "galore" else None
+    assert summary["optimizer_fallbacks"] == expected
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="peak memory per phase is read from CUDA's allocator")

@@ -25,7 +25,7 @@ from .data import load_dataset
 from .devices import bf16_supported, pick_device, pick_dtype
 from .memory import CudaPhases, PlanOnlyLoss, trim_heap
 from .monitor import TrainingMonitor
-from .optim import LayerwiseOptimizer, ShardedNaturalGaLore, state_bytes
+from .optim import LayerwiseOptimizer, ShardedNaturalGaLore, fallback_counts, state_bytes
 from .packing import PackedCollator, default_pack_tokens, pack_samples, register_varlen_attention, varlen_available
 from .planner import Planner
 from .planner_folder import save_planner_folder
@@ -456,7 +456,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                "tokens": tokens, "tokens_per_second": round(tokens / step_seconds) if step_seconds > 0 else None,
                "validation": {"runs": validation.runs, "seconds": round(validation.seconds, 1),
                               "share_of_train_time": round(validation.seconds / seconds, 3) if seconds else None},
-               "optimizer_state_bytes": state_bytes(trainer.optimizer), "packing": packing_info, "fused_kernels": kernels,
+               "optimizer_state_bytes": state_bytes(trainer.optimizer),
+               "optimizer_fallbacks": fallback_counts(trainer.optimizer), "packing": packing_info, "fused_kernels": kernels,
                "peak_memory_gb": phases.peak if phases else None,
                "peak_memory_gb_by_phase": {k: round(v, 2) for k, v in phases.gib.items()} if phases else None,
                "gpu_seconds_by_phase": {k: round(v, 2) for k, v in phases.seconds.items()} if phases else None}

@@ -62,7 +62,9 @@ def profile_steps(opt, params, grads, device, steps: int = 10) -> dict:
                  key=lambda e: -e.self_device_time_total)[:5]
     return {"launches_per_step": launches / steps, "syncs_per_step": syncs / steps,
             "kernel_ms_per_step": kernel_us / 1e3 / steps,
-            "top_kernels": [(e.key[:60], round(e.self_device_time_total / 1e3 / steps, 2)) for e in top]}
+            "top_kernels": [(e.key[:60], round(e.self_device_time_total / 1e3 / steps, 2)) for e in top],
+            "top_ops_by_calls": [(e.key, e.count / steps) for e in sorted(
+                (e for e in events if e.key.startswith("aten::")), key=lambda e: -e.count)[:15]]}
 
 
 def time_variant(variant, layer_shapes, layers, rank, device, dtype, training: bool, gap: int, profile: bool, **extra):
@@ -135,6 +137,7 @@ def main():
         for label, r in rows.items():
             if "top_kernels" in r:
                 print(f"{label}: " + "; ".join(f"{k} {ms} ms" for k, ms in r["top_kernels"]))
+                print(f"{label}, calls per step: " + "; ".join(f"{k} {n:g}" for k, n in r["top_ops_by_calls"]))
     with open(args.out, "w") as fh:
         json.dump({"shape": args.shape, "layers": layers, "rank": rank, "device": args.device,
                    "training": args.training, "gap": args.gap if args.training else GAP, "results": rows}, fh, indent=2)
