@@ -72,10 +72,9 @@ def init_moments(state: dict, numel: int, kind: str, device) -> None:
 def read_moment(state: dict, key: str, kind: str, lo: int, hi: int) -> torch.Tensor:
     """fp32 values [lo, hi) of a moment; for float32 a view, so in-place updates land in the state."""
     stored = state[key]
-    if kind == "float32":
-        return stored.view(-1)[lo:hi]
-    if kind == "bfloat16":
-        return stored.view(-1)[lo:hi].float()
+    if kind in ("float32", "bfloat16"):  # stored flat; a whole one is used as it is (each view costs host time)
+        value = stored if (lo, hi) == (0, stored.numel()) else stored[lo:hi]
+        return value if kind == "float32" else value.float()
     b0, b1 = lo // BLOCK, -(-hi // BLOCK)
     value = (stored[b0:b1].float() * state[key + "_scale"][b0:b1, None]).view(-1)[:hi - lo]
     return value.square_() if key == "exp_avg_sq" else value  # the second moment is stored as its root
@@ -86,7 +85,7 @@ def write_moment(state: dict, key: str, kind: str, lo: int, hi: int, value: torc
     if kind == "float32":
         return  # updated in place through read_moment's view
     if kind == "bfloat16":
-        state[key].view(-1)[lo:hi].copy_(round_to_bfloat16(value, generator))
+        state[key][lo:hi].copy_(round_to_bfloat16(value, generator))
         return
     codes, scale = Fp8Blocks.encode(value.sqrt() if key == "exp_avg_sq" else value, generator)
     b0 = lo // BLOCK

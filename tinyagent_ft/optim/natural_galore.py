@@ -17,7 +17,7 @@ import torch.distributed as dist
 from .lowbit import init_moments, read_moment, round_to_bfloat16, write_moment
 from .natural import warn_once, woodbury_natural
 from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, compute_projectors, project,
-                        project_many, sides_for)
+                        project_many, projected_shape, sides_for)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
@@ -57,6 +57,15 @@ def _tf32_matmuls(enabled: bool):
         yield
     finally:
         m.fp32_precision = previous
+
+
+def _flat32(t: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor:
+    """Values [lo, hi) of a tensor as a flat fp32 tensor, with no view or conversion where none is needed (the step
+    of a small model is bound by such host-side calls, a few per weight)."""
+    flat = t if t.dim() == 1 else t.reshape(-1)
+    if (lo, hi) != (0, None) and (lo, hi) != (0, flat.numel()):
+        flat = flat[lo:hi]
+    return flat if flat.dtype == torch.float32 else flat.float()
 
 
 def _piece(p: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
@@ -149,7 +158,10 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def _update_many(self, group: dict, params: list, Rs: list) -> None:
         # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
         # non-finite, and that parameter's update is skipped.
-        finite = torch.stack([n.float() for n in torch._foreach_norm(Rs)]).isfinite().tolist()
+        norms = torch._foreach_norm(Rs)
+        if any(n.dtype != torch.float32 for n in norms):
+            norms = [n.float() for n in norms]
+        finite = torch.stack(norms).isfinite().tolist()
         good = [(p, R) for p, R, ok in zip(params, Rs, finite) if ok]
         if len(good) < len(params):
             self.nonfinite_skips += len(params) - len(good)
@@ -196,7 +208,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         lr, wd, kind = group["lr"], group["weight_decay"], group.get("state_dtype", "float32")
         gen = self._rounding_generator(pieces[0][1].device) if kind != "float32" else None
         states = [self.state[p] for p, *_ in pieces]
-        R = [g.reshape(-1)[lo:hi].float() for (_, g, lo, hi) in pieces]
+        R = [_flat32(g, lo, hi) for (_, g, lo, hi) in pieces]
         m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
         v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
         torch._foreach_lerp_(m, R, 1 - beta1)
@@ -217,7 +229,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if wd and exact:
             torch._foreach_mul_([targets[j] for j in exact], 1 - lr * wd)
         if projected:  # back-projected into each weight, batched over weights of one shape
-            add_projected_back_many([targets[j] for j in exact], [updates[j].view(pieces[j][1].shape) for j in exact],
+            add_projected_back_many([targets[j] for j in exact], [updates[j] for j in exact],
                                     [states[j].get("P") for j in exact], [states[j].get("Q") for j in exact], alpha)
         elif exact:
             torch._foreach_add_([targets[j] for j in exact], [updates[j].view(targets[j].shape) for j in exact],
@@ -227,7 +239,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             if wd:
                 w.mul_(1 - lr * wd)
             if projected:
-                add_projected_back(w, updates[j].view(pieces[j][1].shape), states[j].get("P"), states[j].get("Q"), alpha)
+                P, Q = states[j].get("P"), states[j].get("Q")
+                add_projected_back(w, updates[j].view(projected_shape(w.shape, P, Q)), P, Q, alpha)
             else:
                 w.add_(updates[j].view(w.shape), alpha=alpha)
             # stochastic rounding: a step below half of bf16's spacing at the weight still moves it on average
@@ -281,7 +294,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def _natural_many(self, group: dict, pairs: list) -> list[torch.Tensor]:
         """Natural-gradient transform of each projected gradient, batched over weights whose histories have
         the same shape and position (all of one layer shape, normally): one batched Gram update, Cholesky
-        solve and combination per batch. A failed solve falls back to the plain gradient without a host
+        solve and combination per batch. Transformed gradients come back flat. A failed solve falls back to the plain gradient without a host
         sync (counted in ``cholesky_fallbacks``)."""
         s, outs, batches = group["history"], [R for _, R in pairs], defaultdict(list)
         dtype = DTYPES[group["history_dtype"]]
@@ -298,9 +311,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             batches[(count, pos, tuple(R.shape), state["hist"].dtype, R.device)].append(i)
         for (count, pos, shape, hdtype, device), idx in batches.items():
             states = [self.state[pairs[i][0]] for i in idx]
-            G = torch.stack([outs[i].reshape(-1).float() for i in idx])  # B x k
+            G = torch.stack([_flat32(outs[i]) for i in idx])  # B x k
             torch._foreach_copy_([st["hist"][pos] for st in states], list(G.to(hdtype).unbind(0)))
-            H = torch.stack([st["hist"][:count] for st in states])  # B x count x k
+            H = torch.stack([st["hist"] if count == s else st["hist"][:count] for st in states])  # B x count x k
             new = torch.bmm(H, H[:, pos, :, None]).squeeze(-1).float()  # the one new row of each Gram matrix
             grams = torch.stack([st["gram"] for st in states])
             grams[:, pos, :count] = new
@@ -314,7 +327,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             self._cholesky_failures = self._cholesky_failures + failed.sum()
             out = torch.where(failed[:, None], G, out)
             for j, i in enumerate(idx):
-                outs[i] = out[j].reshape(shape)
+                outs[i] = out[j]  # flat: the Adam step and the back-projection take it so
         return outs
 
     @property

@@ -171,14 +171,21 @@ def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
     return out
 
 
+def projected_shape(shape, P: torch.Tensor | None, Q: torch.Tensor | None) -> tuple[int, int]:
+    """The shape of P^T G Q^T for a weight of ``shape``."""
+    return (shape[0] if P is None else P.shape[1]), (shape[1] if Q is None else Q.shape[0])
+
+
 def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float) -> None:
     """``add_projected_back`` for many weights of R's dtype: those of one shape get one batched product and one
-    multi-tensor add (the update of a batch is built whole, at most BATCH_VALUES values)."""
+    multi-tensor add (the update of a batch is built whole, at most BATCH_VALUES values). Each R may come flat:
+    its shape follows from the weight's and the projectors'."""
     for idx in _same_shapes(Ws, Ps, Qs):
+        shape = projected_shape(Ws[idx[0]].shape, Ps[idx[0]], Qs[idx[0]])
         if len(idx) == 1 or Ws[idx[0]].dtype != Rs[idx[0]].dtype:
             for i in idx:
-                add_projected_back(Ws[i], Rs[i], Ps[i], Qs[i], alpha)
+                add_projected_back(Ws[i], Rs[i].view(shape), Ps[i], Qs[i], alpha)
             continue
-        R = torch.stack([Rs[i] for i in idx])
+        R = torch.stack([Rs[i] for i in idx]).view(len(idx), *shape)
         U = project_back(R, _stacked(Ps, idx), _stacked(Qs, idx))
         torch._foreach_add_([Ws[i] for i in idx], list(U.unbind(0)), alpha=alpha)
