@@ -5,7 +5,8 @@ every weight at once; the table gives the median plain step and that refresh ste
 refreshes staggered over ``--gap`` steps as `tinyagent-ft train` runs them, and the mean over 2 x gap steps
 (what a training run pays per step). ``--profile`` adds, per variant, what the GPU did in 10 steps: kernel
 launches, host syncs and the kernels' busy time per step (a step far longer than its kernels is bound by the
-host, not the GPU).
+host, not the GPU). Every row also counts the tensor operations one step dispatches ("ops", views included):
+the host-side work of a launch-bound step, comparable on any device.
 
     python benchmarks/optim/speed.py [--shape tinyllama|smollm2] [--rank R] [--training --gap 50] [--profile]
         [--only SUBSTR ...] [--out speed.json]
@@ -18,6 +19,7 @@ import statistics
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from common import LAYER_SHAPES, LAYERS, make_optimizer, sync
 from tinyagent_ft.optim import PROJECTION_DEFAULTS
@@ -67,6 +69,24 @@ def profile_steps(opt, params, grads, device, steps: int = 10) -> dict:
                 (e for e in events if e.key.startswith("aten::")), key=lambda e: -e.count)[:15]]}
 
 
+class _CountOps(TorchDispatchMode):
+    """Tensor operations dispatched (views included): the host-side work of a step, on any device."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_ops(opt, params, grads, device) -> int:
+    with _CountOps() as counter:
+        timed_step(opt, params, grads, device)
+    return counter.count
+
+
 def time_variant(variant, layer_shapes, layers, rank, device, dtype, training: bool, gap: int, profile: bool, **extra):
     params, grads = make_params(layer_shapes, layers, device, dtype)
     gap = gap if training else GAP
@@ -80,6 +100,7 @@ def time_variant(variant, layer_shapes, layers, rank, device, dtype, training: b
         row = {"step_ms": 1e3 * statistics.fmean(times[1:]), "first_step_ms": 1e3 * times[0]}
     else:
         row = {"step_ms": 1e3 * statistics.median(times[1:gap] + times[gap + 1:2 * gap]), "refresh_ms": 1e3 * times[gap]}
+    row["tensor_ops_per_step"] = count_ops(opt, params, grads, device)
     if profile and device.startswith("cuda"):
         row |= profile_steps(opt, params, grads, device)
     return row
@@ -125,11 +146,11 @@ def main():
     mode = f"staggered refreshes every {args.gap} steps, mean step" if args.training else "median plain step"
     print(f"optimizer step, {layers} {args.shape} layers, rank {rank}, {args.dtype}, {args.device}, {mode}")
     last = "first step ms" if args.training else "refresh ms"
-    print(f"{'variant':<58} {'step ms':>8} {'x AdamW':>8} {'x GaLore':>9} {last:>13}"
+    print(f"{'variant':<58} {'step ms':>8} {'x AdamW':>8} {'x GaLore':>9} {last:>13} {'ops':>6}"
           + (f" {'launches':>9} {'syncs':>6} {'GPU ms':>7}" if args.profile else "") + "  (x GaLore: the first GaLore row)")
     for label, r in rows.items():
         line = (f"{label:<58} {r['step_ms']:>8.1f} {r['step_ms'] / base:>8.2f} {r['step_ms'] / ours:>9.2f} "
-                f"{r.get('first_step_ms', r.get('refresh_ms')):>13.1f}")
+                f"{r.get('first_step_ms', r.get('refresh_ms')):>13.1f} {r['tensor_ops_per_step']:>6}")
         if "launches_per_step" in r:
             line += f" {r['launches_per_step']:>9.0f} {r['syncs_per_step']:>6.1f} {r['kernel_ms_per_step']:>7.1f}"
         print(line)
