@@ -70,7 +70,8 @@ def init_moments(state: dict, numel: int, kind: str, device) -> None:
 
 
 def read_moment(state: dict, key: str, kind: str, lo: int, hi: int) -> torch.Tensor:
-    """fp32 values [lo, hi) of a moment; for float32 a view, so in-place updates land in the state."""
+    """fp32 values [lo, hi) of a moment; for float32 the stored tensor or a view of it, so in-place updates land
+    in the state."""
     stored = state[key]
     if kind in ("float32", "bfloat16"):  # stored flat; a whole one is used as it is (each view costs host time)
         value = stored if (lo, hi) == (0, stored.numel()) else stored[lo:hi]

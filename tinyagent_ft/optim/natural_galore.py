@@ -294,8 +294,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
     def _natural_many(self, group: dict, pairs: list) -> list[torch.Tensor]:
         """Natural-gradient transform of each projected gradient, batched over weights whose histories have
         the same shape and position (all of one layer shape, normally): one batched Gram update, Cholesky
-        solve and combination per batch. Transformed gradients come back flat. A failed solve falls back to the plain gradient without a host
-        sync (counted in ``cholesky_fallbacks``)."""
+        solve and combination per batch; the transformed gradients come back flat. A failed solve falls back to
+        the plain gradient without a host sync (counted in ``cholesky_fallbacks``)."""
         s, outs, batches = group["history"], [R for _, R in pairs], defaultdict(list)
         dtype = DTYPES[group["history_dtype"]]
         for i, (p, R) in enumerate(pairs):
