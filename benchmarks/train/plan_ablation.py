@@ -3,7 +3,7 @@ with its overrides (seeds pooled), each learning rate of it a row; the best rate
 strict success), whether it is bracketed, the optimizer-state bytes of the cell's configuration, and how many
 right-structure plans fail strict success on a string argument that is not in the query (the copy errors that a
 too-high rate on the embeddings causes). Writes runs.json (each run with its per-query outcomes, for paired tests),
-cells.json, table.md and ablation.png.
+cells.json, table.md, ablation.png (results against optimizer state) and loss.png (training loss against steps).
 
     python benchmarks/train/plan_ablation.py SWEEP_DIR [SWEEP_DIR ...] --data data/synth --out OUT_DIR
 """
@@ -84,6 +84,7 @@ def main() -> None:
             summary = json.loads((run / "summary.json").read_text())
             loose, foreign = copy_errors(run, queries)
             examples = sorted(report["examples"], key=lambda e: e["id"])
+            losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
             runs.append({"run": run.name, "cell": cell_of(launch), "lr": launch["lr_text"],
                          "seed": int(dict(o.split("=") for o in launch["overrides"].split(",") if o)
                                      .get("training.seed", 0)),
@@ -91,6 +92,7 @@ def main() -> None:
                          "success_strict": report["metrics"]["success_rate_strict"],
                          "parse_rate": report["metrics"]["parse_rate"], "train_seconds": summary["train_seconds"],
                          "right_structure_strict_failures": loose, "with_a_string_not_in_the_query": foreign,
+                         "train_loss_by_step": {r["step"]: round(r["loss"], 5) for r in losses if "loss" in r},
                          "train_command": launch["train_command"], "eval_command": launch["eval_command"],
                          "query_ids_sorted_success_bits": "".join("01"[e["success"]] for e in examples),
                          "query_ids_sorted_strict_bits": "".join("01"[e["success_strict"]] for e in examples)})
@@ -128,6 +130,7 @@ def main() -> None:
     (args.out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(cells, runs, args.out / "ablation.png")
+    plot_losses(cells, runs, args.out / "loss.png")
 
 
 def plot(cells: list, runs: list, out: Path) -> None:
@@ -151,6 +154,28 @@ def plot(cells: list, runs: list, out: Path) -> None:
         ax.set_title(f"{label} at each cell's best rate (dots: seeds)")
     fig.legend(loc="lower center", ncol=2, fontsize=7)
     fig.tight_layout(rect=(0, 0.2, 1, 1))
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def plot_losses(cells: list, runs: list, out: Path) -> None:
+    """Training loss against steps for each cell at its best rate (mean over its seeds), log scale."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, c in enumerate(cells):
+        curves = [r["train_loss_by_step"] for r in runs if r["cell"] == c["cell"] and r["lr"] == c["best_lr"]]
+        steps = sorted(set.intersection(*(set(curve) for curve in curves)), key=int)
+        ax.plot([int(t) for t in steps], [statistics.mean(curve[t] for curve in curves) for t in steps],
+                color=colors[i % len(colors)], label=f"{c['cell'].replace('optimizer.', '')} @ {c['best_lr']} "
+                                                     f"({len(curves)} seeds)")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (plan tokens), mean over seeds")
+    ax.legend(fontsize=6)
+    fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
