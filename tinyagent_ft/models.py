@@ -102,6 +102,16 @@ def resolve_model(name_or_path: str) -> str:
     return PRESETS.get(name_or_path) or name_or_path
 
 
+def shapes_only_model(name_or_path: str):
+    """The model's modules on the meta device (no weights): parameter counts and state estimates without loading
+    anything. A preset is built first, on a real device."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    config = AutoConfig.from_pretrained(resolve_model(name_or_path))
+    with torch.device("meta"):
+        return AutoModelForCausalLM.from_config(config)
+
+
 def load_tokenizer(name_or_path: str):
     from transformers import AutoTokenizer
     if name_or_path == "smollm2-135m":

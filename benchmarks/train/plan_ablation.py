@@ -44,21 +44,15 @@ def copy_errors(run: Path, queries: dict[str, str]) -> tuple[int, int]:
 
 
 def state_bytes(train_command: str) -> int:
-    """Optimizer-state bytes of a run's configuration (the SmolLM2 preset's shapes, no weights loaded)."""
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
+    """Optimizer-state bytes of a run's configuration (its config file and overrides), from the model's shapes alone.
+    (The run's saved config.yaml does not load back: it sets every option, also those its optimizer refuses.)"""
     from tinyagent_ft.config import load_config
-    from tinyagent_ft.models import resolve_model
+    from tinyagent_ft.models import shapes_only_model
     from tinyagent_ft.train import estimate_state_bytes
     words = train_command.split()
     config = words[words.index("-c") + 1]
-    overrides = [w for w in words[words.index("-c") + 2:] if "=" in w]
-    cfg = load_config(config, overrides)
-    shapes = AutoConfig.from_pretrained(resolve_model(cfg.model.name))
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(shapes)
-    return estimate_state_bytes(model, cfg)
+    cfg = load_config(config, [w for w in words[words.index("-c") + 2:] if "=" in w])
+    return estimate_state_bytes(shapes_only_model(cfg.model.name), cfg)
 
 
 def cell_of(launch: dict) -> str:

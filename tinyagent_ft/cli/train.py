@@ -31,15 +31,10 @@ def train(config: Path | None = typer.Option(None, "--config", "-c", help="YAML 
 
 
 def _dry_run(cfg: TrainConfig) -> None:
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
-
-    from ..models import resolve_model
+    from ..models import shapes_only_model
     from ..train import estimate_state_bytes, trainable_parameters
     console.print(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
-    config = AutoConfig.from_pretrained(resolve_model(cfg.model.name))  # a preset is built first, on a real device
-    with torch.device("meta"):  # shapes only: no weights load
-        model = AutoModelForCausalLM.from_config(config)
+    model = shapes_only_model(cfg.model.name)
     n = trainable_parameters(model)
     console.print(f"trainable parameters: {n:,}" + (" (before LoRA adapters)" if cfg.optimizer.name == "lora" else ""))
     if cfg.optimizer.name == "lora":

@@ -63,7 +63,8 @@ def _flat32(t: torch.Tensor, lo: int = 0, hi: int | None = None) -> torch.Tensor
     """Values [lo, hi) of a tensor as a flat fp32 tensor, with no view or conversion where none is needed (the step
     of a small model is bound by such host-side calls, a few per weight)."""
     flat = t if t.dim() == 1 else t.reshape(-1)
-    if (lo, hi) != (0, None) and (lo, hi) != (0, flat.numel()):
+    hi = flat.numel() if hi is None else hi
+    if (lo, hi) != (0, flat.numel()):
         flat = flat[lo:hi]
     return flat if flat.dtype == torch.float32 else flat.float()
 
@@ -309,7 +310,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             pos, count = state["hist_pos"], min(state["hist_count"] + 1, s)
             state["hist_count"], state["hist_pos"] = count, (pos + 1) % s
             batches[(count, pos, tuple(R.shape), state["hist"].dtype, R.device)].append(i)
-        for (count, pos, shape, hdtype, device), idx in batches.items():
+        for (count, pos, _, hdtype, device), idx in batches.items():
             states = [self.state[pairs[i][0]] for i in idx]
             G = torch.stack([_flat32(outs[i]) for i in idx])  # B x k
             torch._foreach_copy_([st["hist"][pos] for st in states], list(G.to(hdtype).unbind(0)))
