@@ -65,10 +65,18 @@ def trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def master_dtype(cfg: TrainConfig) -> torch.dtype:
+    """The dtype full fine-tuning keeps the weights in (and with them GaLore's projectors): fp32 master weights,
+    with bf16 autocast doing the math, unless ``model.dtype`` asks for bf16 weights."""
+    return torch.bfloat16 if cfg.model.dtype == "bfloat16" else torch.float32
+
+
 def estimate_state_bytes(model, cfg: TrainConfig) -> int:
-    """Optimizer-state bytes (Adam moments, projectors, history) without building the optimizer."""
+    """Optimizer-state bytes (Adam moments, projectors in the weights' training dtype, history and its Gram
+    matrix) without building the optimizer: ``model`` may be on the meta device, in any dtype."""
     from .optim.groups import build_param_groups
     from .optim.lowbit import moment_bytes
+    from .optim.natural_galore import PROJECTION_DEFAULTS
     from .optim.projector import sides_for
     o = cfg.optimizer
     if o.name == "lora":
@@ -76,14 +84,16 @@ def estimate_state_bytes(model, cfg: TrainConfig) -> int:
     if o.name == "adamw":
         return 8 * trainable_parameters(model)
     opts = projection_options(cfg)
+    side, weight_bytes = opts.get("side", PROJECTION_DEFAULTS["side"]), master_dtype(cfg).itemsize
     projected, *rest = build_param_groups(model, o.rank, **opts)
     total = sum(moment_bytes(p.numel(), o.state_dtype) for g in rest for p in g["params"])
     for p in projected["params"]:
         m, n = p.shape
-        left, right = sides_for(tuple(p.shape), opts.get("side", "two_sided"), o.rank)
-        rm, rn = (min(o.rank, m) if left else m), (min(o.rank, n) if right else n)
-        total += moment_bytes(rm * rn, o.state_dtype) + p.element_size() * (m * rm * left + n * rn * right)
-        total += 2 * opts["history"] * rm * rn  # bf16 gradient history
+        left, right = sides_for((m, n), side, o.rank)
+        rm, rn = (o.rank if left else m), (o.rank if right else n)
+        total += moment_bytes(rm * rn, o.state_dtype) + weight_bytes * (m * rm * left + n * rn * right)
+        if (left or right) and opts["history"]:  # bf16 ring buffer of past projected gradients, fp32 Gram matrix
+            total += 2 * opts["history"] * rm * rn + 4 * opts["history"] ** 2
     return total
 
 
@@ -99,9 +109,7 @@ def load_model(cfg: TrainConfig, device: str, attn_implementation: str | None = 
 
     from .models import resolve_model
     path = resolve_model(cfg.model.name)
-    dtype = pick_dtype(cfg.model.dtype, device)
-    if cfg.optimizer.name != "lora" and dtype == torch.bfloat16 and cfg.model.dtype == "auto":
-        dtype = torch.float32  # full fine-tuning keeps fp32 master weights; bf16 autocast does the math
+    dtype = pick_dtype(cfg.model.dtype, device) if cfg.optimizer.name == "lora" else master_dtype(cfg)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
     tok = AutoTokenizer.from_pretrained(path)
     if tok.pad_token_id is None:
