@@ -6,6 +6,7 @@ too-high rate on the embeddings causes). Writes runs.json (each run with its per
 cells.json, table.md, ablation.png (results against optimizer state) and loss.png (training loss against steps).
 
     python benchmarks/train/plan_ablation.py SWEEP_DIR [SWEEP_DIR ...] --data data/synth --out OUT_DIR
+    python benchmarks/train/plan_ablation.py OLD_OUT/runs.json --out OUT_DIR   (again, from a summary's runs)
 """
 from __future__ import annotations
 
@@ -60,36 +61,37 @@ def cell_of(launch: dict) -> str:
     return " ".join([launch["optimizer"], *parts])
 
 
+def run_record(run: Path, queries: dict[str, str]) -> dict:
+    """One run of a sweep folder: its cell, rate, seed, results, copy errors, loss curve and per-query outcomes."""
+    launch = json.loads((run / "launch.json").read_text())
+    report = json.loads((run / "eval" / "report.json").read_text())
+    summary = json.loads((run / "summary.json").read_text())
+    loose, foreign = copy_errors(run, queries)
+    examples = sorted(report["examples"], key=lambda e: e["id"])
+    losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    return {"run": run.name, "cell": cell_of(launch), "lr": launch["lr_text"],
+            "seed": int(dict(o.split("=") for o in launch["overrides"].split(",") if o).get("training.seed", 0)),
+            "success": report["metrics"]["success_rate"], "success_strict": report["metrics"]["success_rate_strict"],
+            "parse_rate": report["metrics"]["parse_rate"], "train_seconds": summary["train_seconds"],
+            "right_structure_strict_failures": loose, "with_a_string_not_in_the_query": foreign,
+            "train_loss_by_step": {r["step"]: round(r["loss"], 5) for r in losses if "loss" in r},
+            "train_command": launch["train_command"], "eval_command": launch["eval_command"],
+            "query_ids_sorted_success_bits": "".join("01"[e["success"]] for e in examples),
+            "query_ids_sorted_strict_bits": "".join("01"[e["success_strict"]] for e in examples)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweeps", nargs="+", type=Path)
+    ap.add_argument("sweeps", nargs="+", type=Path, help="sweep folders, or the runs.json of an earlier summary")
     ap.add_argument("--data", type=Path, default=Path("data/synth"))
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
-    queries = {e.id: e.query for e in load_dataset(args.data, "test").examples}
-    runs = []
-    for sweep in args.sweeps:
-        for launch_file in sorted(sweep.glob("*/launch.json")):
-            run = launch_file.parent
-            if not (run / "eval" / "report.json").is_file():
-                continue
-            launch = json.loads(launch_file.read_text())
-            report = json.loads((run / "eval" / "report.json").read_text())
-            summary = json.loads((run / "summary.json").read_text())
-            loose, foreign = copy_errors(run, queries)
-            examples = sorted(report["examples"], key=lambda e: e["id"])
-            losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-            runs.append({"run": run.name, "cell": cell_of(launch), "lr": launch["lr_text"],
-                         "seed": int(dict(o.split("=") for o in launch["overrides"].split(",") if o)
-                                     .get("training.seed", 0)),
-                         "success": report["metrics"]["success_rate"],
-                         "success_strict": report["metrics"]["success_rate_strict"],
-                         "parse_rate": report["metrics"]["parse_rate"], "train_seconds": summary["train_seconds"],
-                         "right_structure_strict_failures": loose, "with_a_string_not_in_the_query": foreign,
-                         "train_loss_by_step": {r["step"]: round(r["loss"], 5) for r in losses if "loss" in r},
-                         "train_command": launch["train_command"], "eval_command": launch["eval_command"],
-                         "query_ids_sorted_success_bits": "".join("01"[e["success"]] for e in examples),
-                         "query_ids_sorted_strict_bits": "".join("01"[e["success_strict"]] for e in examples)})
+    runs = [r for sweep in args.sweeps if sweep.is_file() for r in json.loads(sweep.read_text())]
+    dirs = [sweep for sweep in args.sweeps if not sweep.is_file()]
+    queries = {e.id: e.query for e in load_dataset(args.data, "test").examples} if dirs else {}
+    for sweep in dirs:
+        runs += [run_record(launch.parent, queries) for launch in sorted(sweep.glob("*/launch.json"))
+                 if (launch.parent / "eval" / "report.json").is_file()]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "runs.json").write_text(json.dumps(runs, indent=1))
 
