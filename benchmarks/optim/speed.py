@@ -17,6 +17,7 @@ import argparse
 import json
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -116,7 +117,7 @@ def main():
     ap.add_argument("--profile", action="store_true", help="kernel launches, host syncs, GPU time per step (CUDA)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
-    ap.add_argument("--out", default="benchmarks/optim/speed.json")
+    ap.add_argument("--out", default=str(Path(__file__).with_name("speed.json")))
     ap.add_argument("--only", nargs="*", help="run the variants whose label contains one of these strings")
     args = ap.parse_args()
     layers, layer_shapes, default_rank = SHAPES[args.shape]
