@@ -40,7 +40,8 @@ def test_incremental_gram_matches_direct_over_many_steps():
     w.grad = torch.randn(16, 12)
     opt.step()  # sets up the projectors; then start the history afresh
     state, group, seen = opt.state[w], opt.param_groups[0], []
-    state["hist_count"], state["hist_pos"] = 0, 0
+    state["hist"].zero_()  # start the history afresh
+    state["gram"].zero_()
     for step in range(1, 31):
         R = torch.randn(4, 4)
         seen.append(R.reshape(-1))
@@ -152,6 +153,7 @@ def test_refresh_at_the_right_steps():
     changed = []
     for step in range(1, 11):
         before = opt.state[w].get("P")
+        before = None if before is None else before.clone()  # a refresh writes the projector in place
         w.grad = torch.randn(10, 10)
         opt.step()
         if before is None or not torch.equal(before, opt.state[w]["P"]):
@@ -203,6 +205,64 @@ def test_nonfinite_gradient_never_reaches_weights():
     w.grad = torch.full((8, 8), float("nan"))
     opt.step()
     assert torch.equal(w, before) and opt.nonfinite_skips == 1
+
+
+def shared_shape_run(steps=30, per_weight=False, reload_at=None, tmp_path=None, edit=None, **group):
+    """Weights of three shapes (several of each, one alone) and an unprojected one, staggered refreshes, weight decay:
+    the final weights and the optimizer. ``per_weight``: the per-weight path only; ``reload_at``: a checkpoint
+    round trip (torch.save / weights_only load into a new optimizer, the loaded state passed through ``edit``)."""
+    torch.manual_seed(0)
+    ws = [nn.Parameter(torch.randn(s)) for s in [(24, 16)] * 5 + [(16, 40)] * 3 + [(8, 8)] + [(30, 16)] * 2]
+    emb = nn.Parameter(torch.randn(50, 16))
+    make = lambda: NaturalGaLoreAdamW([{"params": ws, "rank": 6, "update_proj_gap": 7, **group}, {"params": [emb]}],
+                                      lr=1e-2, weight_decay=0.01)  # noqa: E731
+    opt, gen = make(), torch.Generator().manual_seed(1)
+    for step in range(1, steps + 1):
+        if per_weight:
+            opt._stacked_step = lambda gi, g, params: params
+        for w in ws + [emb]:
+            w.grad = torch.randn(w.shape, generator=gen)
+        opt.step()
+        if step == reload_at:
+            torch.save(opt.state_dict(), tmp_path / "opt.pt")
+            state = torch.load(tmp_path / "opt.pt", weights_only=True)
+            opt = make()
+            opt.load_state_dict(edit(state) if edit else state)
+    return [w.detach().clone() for w in ws + [emb]], opt
+
+
+@pytest.mark.parametrize("group", [{}, {"damping_mode": "relative", "damping": 10.0}, {"side": "std", "history": 0}])
+def test_stacked_state_steps_as_the_per_weight_path_and_resumes(tmp_path, group):
+    """Weights of one shape keep their state in one stacked tensor per kind and step together; the result is the
+    per-weight path's to the bit, also across a checkpoint, and each weight's state entries are views of the stack."""
+    stacked, opt = shared_shape_run(**group)
+    per_weight, _ = shared_shape_run(per_weight=True, **group)
+    resumed, _ = shared_shape_run(reload_at=13, tmp_path=tmp_path, **group)
+    assert all(torch.equal(a, b) and torch.equal(a, c) for a, b, c in zip(stacked, per_weight, resumed))
+    assert len(opt._slabs) == 3  # (24, 16), (16, 40), (30, 16); the lone (8, 8) weight needs none
+    w0, w1 = opt.param_groups[0]["params"][:2]
+    assert opt.state[w1]["exp_avg"].data_ptr() - opt.state[w0]["exp_avg"].data_ptr() == 4 * opt.state[w0]["exp_avg"].numel()
+
+
+def test_a_ring_buffer_history_of_an_earlier_version_resumes(tmp_path):
+    """Checkpoints before the stacked state kept each history as a ring buffer (``hist_pos``: the next row to write,
+    ``hist_count``): they load and continue as if never saved."""
+    s, pos = 4, 2
+
+    def to_ring(state):  # today's rows (oldest first, all s filled) into the ring an earlier version would have held
+        order = torch.tensor([(pos - s + i) % s for i in range(s)])
+        for st in state["state"].values():
+            if "hist" in st:
+                ring, gram = torch.empty_like(st["hist"]), torch.empty_like(st["gram"])
+                ring[order], gram[order[:, None], order[None, :]] = st["hist"], st["gram"]
+                st.update(hist=ring, gram=gram, hist_pos=pos, hist_count=s)
+        return state
+
+    group = dict(history=s, update_proj_gap=100)  # no refresh after step 1: the histories are full at step 9
+    expected, _ = shared_shape_run(steps=12, **group)
+    resumed, opt = shared_shape_run(steps=12, reload_at=9, tmp_path=tmp_path, edit=to_ring, **group)
+    assert all(torch.equal(a, b) for a, b in zip(expected, resumed))
+    assert not any("hist_pos" in st for st in opt.state.values())
 
 
 def small_model():
@@ -421,7 +481,7 @@ def test_staggered_refreshes_spread_over_the_gap():
     opt = NaturalGaLoreAdamW([{"params": ws, "rank": 2, "update_proj_gap": 4, "stagger_refresh": True}], lr=1e-3)
     refreshed = {i: [] for i in range(4)}
     for step in range(1, 11):
-        before = [opt.state[w].get("P") for w in ws]
+        before = [None if opt.state[w].get("P") is None else opt.state[w]["P"].clone() for w in ws]
         for w in ws:
             w.grad = torch.randn(10, 10)
         opt.step()

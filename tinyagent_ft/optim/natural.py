@@ -38,6 +38,20 @@ def woodbury_natural(H: torch.Tensor, gram: torch.Tensor, col: int, damping: tor
     return torch.bmm(y.transpose(1, 2).to(H.dtype), H).squeeze(1).float(), info > 0
 
 
+def push_history(H: torch.Tensor, gram: torch.Tensor, G: torch.Tensor) -> None:
+    """In place, for a batch: shift each history (B x s x k, oldest row first) up by one row, write the current
+    gradient G (B x k) as the last row, and keep ``gram`` (B x s x s, fp32) = H H^T: shifted with the rows, one new
+    row and column. A history's zero rows (fewer than s gradients seen since its reset) leave the transform as it
+    would be with those rows left out: damping alone on their diagonal, decoupled from the rest."""
+    if H.shape[1] > 1:
+        H[:, :-1] = H[:, 1:].clone()
+        gram[:, :-1, :-1] = gram[:, 1:, 1:].clone()
+    H[:, -1] = G
+    new = torch.bmm(H, H[:, -1, :, None]).squeeze(-1).float()
+    gram[:, -1, :] = new
+    gram[:, :, -1] = new
+
+
 def natural_gradient_transform(g: torch.Tensor, history: torch.Tensor, damping: float) -> torch.Tensor:
     """``(damping * I + H H^T)^{-1} g`` for H = ``history`` (k x s) whose last column is the current
     gradient ``g`` (any shape with k elements). Computed in fp32 whatever the input dtype; the plain

@@ -2,22 +2,30 @@
 as a drop-in ``torch.optim.Optimizer`` (groups without ``rank`` are plain AdamW).
 
 Per projected weight the state is: the projector(s), Adam moments of the projected gradient, and
-for ``history`` s > 0 a ring buffer of the last s projected gradients with its s x s Gram matrix,
-updated by one new row per step. Every state value is a tensor or a plain number, so checkpoints
-load with ``torch.load(weights_only=True)``.
+for ``history`` s > 0 the last s projected gradients (oldest first, the current one last, zero rows
+until s have been seen) with their s x s Gram matrix, updated by one new row per step. Zero rows
+leave the transform unchanged, so weights of one shape are transformed in one batch whatever their
+refresh steps. Weights of one shape keep their state in shared stacked tensors ("slabs"; each
+weight's state entries are views of its row), so that the step is a fixed number of batched
+operations per shape rather than a few per weight: a small model's step is bound by such host-side
+work. Every state value is a tensor or a plain number, so checkpoints load with
+``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from contextlib import contextmanager
+from dataclasses import dataclass
+
+import math
 
 import torch
 import torch.distributed as dist
 
-from .lowbit import init_moments, read_moment, round_to_bfloat16, write_moment
-from .natural import warn_once, woodbury_natural
-from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, compute_projectors, project,
-                        project_many, projected_shape, sides_for)
+from .lowbit import MOMENTS, init_moments, read_moment, round_to_bfloat16, write_moment
+from .natural import push_history, warn_once, woodbury_natural
+from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, add_projected_back_stacked,
+                        compute_projectors, project, project_many, project_stacked, projected_shape, sides_for)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
@@ -74,6 +82,68 @@ def _piece(p: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
     return p if (lo, hi) == (0, p.numel()) else p.view(-1)[lo:hi]
 
 
+def _adam_direction(m: list, v: list, R: list, beta1: float, beta2: float, step: int, eps: float) -> list:
+    """Adam's moments updated in place from gradients R (multi-tensor kernels over lists of fp32 tensors), and the
+    bias-corrected update directions m / (sqrt(v / bc2) + eps), without the first moment's correction 1 / bc1."""
+    torch._foreach_lerp_(m, R, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, R, R, value=1 - beta2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, (1 - beta2**step) ** 0.5)
+    torch._foreach_add_(denom, eps)
+    return torch._foreach_div(m, denom)
+
+
+def _upgrade_history(state: dict) -> None:
+    """A history saved by an earlier version, a ring buffer with ``hist_pos`` / ``hist_count``, in today's order:
+    oldest row first, the newest last, zero rows before them."""
+    if "hist_pos" not in state:
+        return
+    pos, count = state.pop("hist_pos"), state.pop("hist_count")
+    s = state["hist"].shape[0]
+    order = [(pos - count + i) % s for i in range(count)]  # the ring's newest row sat at pos - 1
+    hist, gram = torch.zeros_like(state["hist"]), torch.zeros_like(state["gram"])
+    if count:
+        hist[s - count:] = state["hist"][order]
+        gram[s - count:, s - count:] = state["gram"][order][:, order]
+    state["hist"], state["gram"] = hist, gram
+
+
+@dataclass
+class _Slab:
+    """The state of a group's weights of one shape, stacked: row j is ``params[j]``'s, and that weight's state entries
+    are views of it (``views[j]``), so checkpoints, layer-wise updates and per-weight code keep seeing per-weight
+    tensors while the step runs batched on the stack."""
+    params: list
+    tensors: dict
+    views: list
+
+    @classmethod
+    def build(cls, params: list, states: list, group: dict) -> "_Slab":
+        """Stack the weights' state (zeros where a weight has none yet) and make each weight's entries views of it."""
+        first, device = states[0], params[0].device
+        k = math.prod(projected_shape(params[0].shape, first.get("P"), first.get("Q")))
+        blank = {key: torch.zeros(k, device=device) for key in MOMENTS}
+        if group["history"]:
+            s = group["history"]
+            blank |= {"hist": torch.zeros(s, k, dtype=DTYPES[group["history_dtype"]], device=device),
+                      "gram": torch.zeros(s, s, device=device)}
+            for st in states:
+                _upgrade_history(st)
+        tensors = {key: torch.stack([st[key] for st in states]) for key in ("P", "Q") if key in first}
+        tensors |= {key: torch.stack([st.get(key, zero) for st in states]) for key, zero in blank.items()}
+        views = [{key: t[j] for key, t in tensors.items()} for j in range(len(params))]
+        for st, view in zip(states, views):
+            st.update(view)
+        return cls(list(params), tensors, views)
+
+    def holds(self, params: list, states: list) -> bool:
+        """Whether these weights are this slab's, in order, and their state entries still its views (a load or
+        ``load_state_dict`` of a wrapper replaces them)."""
+        return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params)) and all(
+            st.get(key) is v for st, view in zip(states, self.views) for key, v in view.items())
+
+
 def _check_group(group: dict) -> None:
     if "rank" not in group:
         return
@@ -114,6 +184,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         self.nonfinite_skips, self.broadcast_projectors = 0, broadcast_projectors
         self._generators: dict[torch.device, torch.Generator] = {}
         self._cholesky_failures = torch.zeros((), dtype=torch.int64)
+        self._slabs: dict[tuple, _Slab] = {}
         self._refresh_offset = {p: (i * g["update_proj_gap"]) // len(g["params"]) if g["stagger_refresh"] else 0
                                 for g in self.param_groups if "rank" in g for i, p in enumerate(g["params"])}
         if dist.is_available() and dist.is_initialized():
@@ -130,31 +201,86 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
+        for gi, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
-            if params:
-                with _tf32_matmuls(group.get("tf32", False)):
-                    self._update_many(group, params, self._gradients(group, params, [p.grad for p in params]))
+            if not params:
+                continue
+            with _tf32_matmuls(group.get("tf32", False)):
+                if "rank" in group:
+                    for p in params:
+                        self._refresh_if_due(p, group, p.grad)
+                    params = self._stacked_step(gi, group, params)
+                if params:
+                    self._update_many(group, params, self._projected(group, params, [p.grad for p in params]))
         return loss
 
     @torch.no_grad()
     def step_params(self, group: dict, params: list, gradients: list, projected: bool = False) -> None:
         """Update some parameters of a group (layer-wise mode) from their gradients, or from gradients already
-        projected (``projected=True``), batched as ``step`` batches a whole group."""
+        projected (``projected=True``), batched over weights of one shape."""
         with _tf32_matmuls(group.get("tf32", False)):
-            self._update_many(group, params, gradients if projected else self._gradients(group, params, gradients))
+            if "rank" in group and not projected:
+                for p, g in zip(params, gradients):
+                    self._refresh_if_due(p, group, g)
+            self._update_many(group, params, gradients if projected else self._projected(group, params, gradients))
 
-    def _gradients(self, group: dict, params: list, grads: list) -> list:
-        """The gradients as the update takes them: projected (subspaces refreshed first where due) for a
-        projected group, batched over weights of one shape."""
+    def _projected(self, group: dict, params: list, grads: list) -> list:
+        """The gradients as the update takes them: projected, batched over weights of one shape, in a projected
+        group (subspaces already refreshed where due)."""
         if "rank" not in group:
             return grads
-        for p, g in zip(params, grads):
-            self._refresh_if_due(p, group, g)
         states = [self.state[p] for p in params]
         return project_many(grads, [st.get("P") for st in states], [st.get("Q") for st in states])
+
+    def _stacked_step(self, gi: int, group: dict, params: list) -> list:
+        """The step of the weights whose state can be stacked by shape (projected, fp32 weights and moments, one step
+        count per shape): a fixed number of batched operations per shape, whatever the number of weights. Returns
+        the weights left to the per-weight path: all of them when a gradient is not finite (that path skips just
+        those; its norms cost the same one host sync as this one's)."""
+        if group.get("state_dtype", "float32") != "float32":
+            return params
+        by_shape, rest = defaultdict(list), []
+        for p in params:
+            st = self.state[p]
+            if p.dtype != torch.float32 or ("P" not in st and "Q" not in st):
+                rest.append(p)
+            else:
+                by_shape[(tuple(p.shape), p.device, "P" in st, "Q" in st)].append(p)
+        slabs = []
+        for key, ps in by_shape.items():
+            states = [self.state[p] for p in ps]
+            if len(ps) < 2 or len({st.get("step", 0) for st in states}) > 1:  # nothing to batch; an update skipped
+                rest += ps
+                continue
+            slab = self._slabs.get((gi, *key))
+            if slab is None or not slab.holds(ps, states):
+                slab = self._slabs[(gi, *key)] = _Slab.build(ps, states, group)
+            slabs.append(slab)
+        if not slabs:
+            return params
+        Rs = [project_stacked([p.grad for p in sl.params], sl.tensors.get("P"), sl.tensors.get("Q")).flatten(1)
+              for sl in slabs]
+        if not bool(torch.cat([torch.linalg.vector_norm(R, dim=1) for R in Rs]).isfinite().all()):
+            return params
+        for slab, R in zip(slabs, Rs):
+            self._slab_update(group, slab, R)
+        return rest
+
+    def _slab_update(self, group: dict, slab: _Slab, R: torch.Tensor) -> None:
+        """Natural-gradient transform, Adam and back-projection of a slab's projected gradients R (B x k)."""
+        t, states = slab.tensors, [self.state[p] for p in slab.params]
+        beta1, beta2 = group["betas"]
+        lr, wd, step = group["lr"], group["weight_decay"], states[0].get("step", 0) + 1
+        if group["history"]:
+            R = self._push_and_transform(group, t["hist"], t["gram"], R)
+        update = _adam_direction([t["exp_avg"]], [t["exp_avg_sq"]], [R], beta1, beta2, step, group["eps"])[0]
+        if wd:
+            torch._foreach_mul_(slab.params, 1 - lr * wd)
+        add_projected_back_stacked(slab.params, update, t.get("P"), t.get("Q"), -lr * group["scale"] / (1 - beta1**step))
+        for st in states:
+            st["step"] = step
 
     def _update_many(self, group: dict, params: list, Rs: list) -> None:
         # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
@@ -212,17 +338,11 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         R = [_flat32(g, lo, hi) for (_, g, lo, hi) in pieces]
         m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
         v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
-        torch._foreach_lerp_(m, R, 1 - beta1)
-        torch._foreach_mul_(v, beta2)
-        torch._foreach_addcmul_(v, R, R, value=1 - beta2)
+        updates = _adam_direction(m, v, R, beta1, beta2, step, group["eps"])
         for st, (*_, lo, hi), mi, vi in zip(states, pieces, m, v):
             write_moment(st, "exp_avg", kind, lo, hi, mi, gen)
             write_moment(st, "exp_avg_sq", kind, lo, hi, vi, gen)
-        bc1, bc2 = 1 - beta1**step, 1 - beta2**step
-        denom = torch._foreach_sqrt(v)
-        torch._foreach_div_(denom, bc2**0.5)
-        torch._foreach_add_(denom, group["eps"])
-        updates = torch._foreach_div(m, denom)
+        bc1 = 1 - beta1**step
         projected = "rank" in group  # then each piece is a whole projected gradient, and its weight the target
         alpha = -lr * group["scale"] / bc1 if projected else -lr / bc1
         targets = [p if projected else _piece(p, lo, hi) for p, _, lo, hi in pieces]
@@ -287,16 +407,18 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
                 if t is not None:
                     dist.broadcast(t, src=0)
         for key, t in (("P", P), ("Q", Q)):
-            if t is not None:
+            if t is not None and key in state and state[key].shape == t.shape:
+                state[key].copy_(t)  # in place: it may be a view of its shape's stacked state
+            elif t is not None:
                 state[key] = t
         if group["reset_history_on_refresh"] and "hist" in state:
-            state["hist_count"], state["hist_pos"] = 0, 0
+            _upgrade_history(state)
+            state["hist"].zero_()
+            state["gram"].zero_()
 
     def _natural_many(self, group: dict, pairs: list) -> list[torch.Tensor]:
-        """Natural-gradient transform of each projected gradient, batched over weights whose histories have
-        the same shape and position (all of one layer shape, normally): one batched Gram update, Cholesky
-        solve and combination per batch; the transformed gradients come back flat. A failed solve falls back to
-        the plain gradient without a host sync (counted in ``cholesky_fallbacks``)."""
+        """Natural-gradient transform of each projected gradient (per-weight path), batched over weights whose
+        histories have the same shape; the transformed gradients come back flat."""
         s, outs, batches = group["history"], [R for _, R in pairs], defaultdict(list)
         dtype = DTYPES[group["history_dtype"]]
         for i, (p, R) in enumerate(pairs):
@@ -306,30 +428,30 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             if "hist" not in state:
                 state["hist"] = torch.zeros(s, R.numel(), dtype=dtype, device=R.device)
                 state["gram"] = torch.zeros(s, s, dtype=torch.float32, device=R.device)
-                state["hist_count"], state["hist_pos"] = 0, 0
-            pos, count = state["hist_pos"], min(state["hist_count"] + 1, s)
-            state["hist_count"], state["hist_pos"] = count, (pos + 1) % s
-            batches[(count, pos, tuple(R.shape), state["hist"].dtype, R.device)].append(i)
-        for (count, pos, _, hdtype, device), idx in batches.items():
+            _upgrade_history(state)
+            batches[(tuple(state["hist"].shape), state["hist"].dtype, R.device)].append(i)
+        for idx in batches.values():
             states = [self.state[pairs[i][0]] for i in idx]
-            G = torch.stack([_flat32(outs[i]) for i in idx])  # B x k
-            torch._foreach_copy_([st["hist"][pos] for st in states], list(G.to(hdtype).unbind(0)))
-            H = torch.stack([st["hist"] if count == s else st["hist"][:count] for st in states])  # B x count x k
-            new = torch.bmm(H, H[:, pos, :, None]).squeeze(-1).float()  # the one new row of each Gram matrix
-            grams = torch.stack([st["gram"] for st in states])
-            grams[:, pos, :count] = new
-            grams[:, :count, pos] = new
-            torch._foreach_copy_([st["gram"] for st in states], list(grams.unbind(0)))
-            gram = grams[:, :count, :count]
-            damping = torch.full((len(idx),), group["damping"], device=device)
-            if group["damping_mode"] == "relative":
-                damping = damping * gram.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-30)
-            out, failed = woodbury_natural(H, gram, pos, damping)
-            self._cholesky_failures = self._cholesky_failures + failed.sum()
-            out = torch.where(failed[:, None], G, out)
+            H, gram = torch.stack([st["hist"] for st in states]), torch.stack([st["gram"] for st in states])
+            out = self._push_and_transform(group, H, gram, torch.stack([_flat32(outs[i]) for i in idx]))
+            torch._foreach_copy_([st["hist"] for st in states], list(H.unbind(0)))
+            torch._foreach_copy_([st["gram"] for st in states], list(gram.unbind(0)))
             for j, i in enumerate(idx):
                 outs[i] = out[j]  # flat: the Adam step and the back-projection take it so
         return outs
+
+    def _push_and_transform(self, group: dict, H: torch.Tensor, gram: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+        """Push the projected gradients G (B x k, fp32) into their histories H (B x s x k) and Gram matrices, in
+        place, and return the natural gradients (B x k): one batched Gram update, Cholesky solve and combination.
+        A failed solve gives the plain gradient without a host sync (counted in ``cholesky_fallbacks``)."""
+        push_history(H, gram, G)
+        damping = torch.full((G.shape[0],), group["damping"], device=G.device)
+        if group["damping_mode"] == "relative":  # x the mean squared norm of the gradients held (zero rows: none yet)
+            norms = gram.diagonal(dim1=-2, dim2=-1)
+            damping = damping * (norms.sum(-1) / (norms > 0).sum(-1).clamp_min(1)).clamp_min(1e-30)
+        out, failed = woodbury_natural(H, gram, H.shape[1] - 1, damping)
+        self._cholesky_failures = self._cholesky_failures + failed.sum()
+        return torch.where(failed[:, None], G, out)
 
     @property
     def cholesky_fallbacks(self) -> int:

@@ -139,53 +139,78 @@ def add_projected_back(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None,
 
 
 def _same_shapes(Gs: list, Ps: list, Qs: list):
-    """Index lists of the items whose gradient, projectors and dtypes match, cut so that a batch holds at
-    most BATCH_VALUES values of the full-size gradient."""
+    """Index lists of the items whose gradient, projectors and dtypes match."""
     groups = defaultdict(list)
     for i, (G, P, Q) in enumerate(zip(Gs, Ps, Qs)):
         groups[(G.shape, G.dtype, G.device, None if P is None else (P.shape, P.dtype),
                 None if Q is None else (Q.shape, Q.dtype))].append(i)
-    for idx in groups.values():
-        per = max(1, BATCH_VALUES // Gs[idx[0]].numel())
-        yield from (idx[s:s + per] for s in range(0, len(idx), per))
+    return groups.values()
 
 
 def _stacked(ts: list, idx: list) -> torch.Tensor | None:
     return None if ts[idx[0]] is None else torch.stack([ts[i] for i in idx])
 
 
+def _rows(t: torch.Tensor | None, lo: int, hi: int) -> torch.Tensor | None:
+    return t if t is None or (lo, hi) == (0, t.shape[0]) else t[lo:hi]
+
+
+def _chunks(count: int, numel: int):
+    """(lo, hi) ranges of a batch of ``count`` full-size matrices of ``numel`` values, at most BATCH_VALUES values each."""
+    per = max(1, BATCH_VALUES // numel)
+    return ((lo, min(lo + per, count)) for lo in range(0, count, per))
+
+
+def project_stacked(Gs: list, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
+    """``project`` of the fp32 copies of gradients of one shape with stacked projectors (B x m x r, B x r x n):
+    B x rm x rn, from two batched products instead of two per weight (a small model's step is bound by launches).
+    The full-size copies are made BATCH_VALUES values at a time."""
+    m, n = Gs[0].shape
+    out = []
+    for lo, hi in _chunks(len(Gs), m * n):
+        G = torch.empty((hi - lo, m, n), dtype=torch.float32, device=Gs[0].device)
+        torch._foreach_copy_(list(G.unbind(0)), Gs[lo:hi])  # one multi-tensor copy, converting bf16 on the way
+        out.append(project(G, _rows(P, lo, hi), _rows(Q, lo, hi)))
+    return out[0] if len(out) == 1 else torch.cat(out)
+
+
 def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
-    """``project`` of each fp32 copy of Gs[i]: the weights of one shape as one batched product (two launches for
-    a whole layer type instead of two per weight; the step of a small model is bound by launches)."""
+    """``project`` of each fp32 copy of Gs[i], batched over the weights of one shape (``project_stacked``)."""
     out = [None] * len(Gs)
     for idx in _same_shapes(Gs, Ps, Qs):
         if len(idx) == 1:
             out[idx[0]] = project(Gs[idx[0]].float(), Ps[idx[0]], Qs[idx[0]])
             continue
-        first = Gs[idx[0]]  # one fp32 batch, filled by one multi-tensor copy (converting bf16 gradients on the way)
-        G = torch.empty((len(idx), *first.shape), dtype=torch.float32, device=first.device)
-        torch._foreach_copy_(list(G.unbind(0)), [Gs[i] for i in idx])
-        R = project(G, _stacked(Ps, idx), _stacked(Qs, idx))
+        R = project_stacked([Gs[i] for i in idx], _stacked(Ps, idx), _stacked(Qs, idx))
         for j, i in enumerate(idx):
             out[i] = R[j]
     return out
 
 
 def projected_shape(shape, P: torch.Tensor | None, Q: torch.Tensor | None) -> tuple[int, int]:
-    """The shape of P^T G Q^T for a weight of ``shape``."""
-    return (shape[0] if P is None else P.shape[1]), (shape[1] if Q is None else Q.shape[0])
+    """The shape of P^T G Q^T for a weight of ``shape`` (projectors of one weight, or stacked)."""
+    return (shape[0] if P is None else P.shape[-1]), (shape[1] if Q is None else Q.shape[-2])
+
+
+def add_projected_back_stacked(Ws: list, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
+                               alpha: float) -> None:
+    """Ws[j] += alpha * P[j] R[j] Q[j] for weights of one shape and of R's dtype, with stacked projectors and R
+    (B x rm x rn, or flat B x k): one batched product and one multi-tensor add per BATCH_VALUES values of update."""
+    m, n = Ws[0].shape
+    R = R.view(len(Ws), *projected_shape((m, n), P, Q))
+    for lo, hi in _chunks(len(Ws), m * n):
+        U = project_back(_rows(R, lo, hi), _rows(P, lo, hi), _rows(Q, lo, hi))
+        torch._foreach_add_(Ws[lo:hi], list(U.unbind(0)), alpha=alpha)
 
 
 def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float) -> None:
-    """``add_projected_back`` for many weights of R's dtype: those of one shape get one batched product and one
-    multi-tensor add (the update of a batch is built whole, at most BATCH_VALUES values). Each R may come flat:
-    its shape follows from the weight's and the projectors'."""
+    """``add_projected_back`` for many weights: those of one shape and of R's dtype through
+    ``add_projected_back_stacked``. Each R may come flat: its shape follows from the weight's and the projectors'."""
     for idx in _same_shapes(Ws, Ps, Qs):
-        shape = projected_shape(Ws[idx[0]].shape, Ps[idx[0]], Qs[idx[0]])
         if len(idx) == 1 or Ws[idx[0]].dtype != Rs[idx[0]].dtype:
+            shape = projected_shape(Ws[idx[0]].shape, Ps[idx[0]], Qs[idx[0]])
             for i in idx:
                 add_projected_back(Ws[i], Rs[i].view(shape), Ps[i], Qs[i], alpha)
             continue
-        R = torch.stack([Rs[i] for i in idx]).view(len(idx), *shape)
-        U = project_back(R, _stacked(Ps, idx), _stacked(Qs, idx))
-        torch._foreach_add_([Ws[i] for i in idx], list(U.unbind(0)), alpha=alpha)
+        add_projected_back_stacked([Ws[i] for i in idx], torch.stack([Rs[i] for i in idx]), _stacked(Ps, idx),
+                                   _stacked(Qs, idx), alpha)
