@@ -231,10 +231,15 @@ def shared_shape_run(steps=30, per_weight=False, reload_at=None, tmp_path=None, 
     return [w.detach().clone() for w in ws + [emb]], opt
 
 
-@pytest.mark.parametrize("group", [{}, {"damping_mode": "relative", "damping": 10.0}, {"side": "std", "history": 0}])
-def test_stacked_state_steps_as_the_per_weight_path_and_resumes(tmp_path, group):
+@pytest.mark.parametrize("group,batch_values", [({}, None), ({}, 24 * 16 * 2),  # full-size batches of 2 or 1 weights
+                                                 ({"damping_mode": "relative", "damping": 10.0}, None),
+                                                 ({"side": "std", "history": 0}, None)])
+def test_stacked_state_steps_as_the_per_weight_path_and_resumes(tmp_path, monkeypatch, group, batch_values):
     """Weights of one shape keep their state in one stacked tensor per kind and step together; the result is the
     per-weight path's to the bit, also across a checkpoint, and each weight's state entries are views of the stack."""
+    from tinyagent_ft.optim import projector
+    if batch_values:
+        monkeypatch.setattr(projector, "BATCH_VALUES", batch_values)
     stacked, opt = shared_shape_run(**group)
     per_weight, _ = shared_shape_run(per_weight=True, **group)
     resumed, _ = shared_shape_run(reload_at=13, tmp_path=tmp_path, **group)

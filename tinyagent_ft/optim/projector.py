@@ -155,6 +155,10 @@ def _rows(t: torch.Tensor | None, lo: int, hi: int) -> torch.Tensor | None:
     return t if t is None or (lo, hi) == (0, t.shape[0]) else t[lo:hi]
 
 
+def _row(t: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    return None if t is None else t[i]
+
+
 def _chunks(count: int, numel: int):
     """(lo, hi) ranges of a batch of ``count`` full-size matrices of ``numel`` values, at most BATCH_VALUES values each."""
     per = max(1, BATCH_VALUES // numel)
@@ -168,6 +172,9 @@ def project_stacked(Gs: list, P: torch.Tensor | None, Q: torch.Tensor | None) ->
     m, n = Gs[0].shape
     out = []
     for lo, hi in _chunks(len(Gs), m * n):
+        if hi - lo == 1:  # a matrix that fills a batch alone: no copy into a batch
+            out.append(project(Gs[lo].float(), _row(P, lo), _row(Q, lo))[None])
+            continue
         G = torch.empty((hi - lo, m, n), dtype=torch.float32, device=Gs[0].device)
         torch._foreach_copy_(list(G.unbind(0)), Gs[lo:hi])  # one multi-tensor copy, converting bf16 on the way
         out.append(project(G, _rows(P, lo, hi), _rows(Q, lo, hi)))
@@ -199,6 +206,9 @@ def add_projected_back_stacked(Ws: list, R: torch.Tensor, P: torch.Tensor | None
     m, n = Ws[0].shape
     R = R.view(len(Ws), *projected_shape((m, n), P, Q))
     for lo, hi in _chunks(len(Ws), m * n):
+        if hi - lo == 1:  # alone in its batch: the last product accumulates straight into the weight
+            add_projected_back(Ws[lo], R[lo], _row(P, lo), _row(Q, lo), alpha)
+            continue
         U = project_back(_rows(R, lo, hi), _rows(P, lo, hi), _rows(Q, lo, hi))
         torch._foreach_add_(Ws[lo:hi], list(U.unbind(0)), alpha=alpha)
 
