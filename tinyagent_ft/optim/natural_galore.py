@@ -474,7 +474,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
                 len(a["params"]) != len(b["params"]) for a, b in zip(groups, self.param_groups)):
             raise ValueError("loaded state dict does not match this optimizer's parameter groups")
         id_map = dict(zip((i for g in groups for i in g["params"]), (p for g in self.param_groups for p in g["params"])))
-        self.state = defaultdict(dict)
+        self.state, self._slabs = defaultdict(dict), {}  # stacked again from the loaded state at the next step
         for i, st in state_dict["state"].items():
             p = id_map[int(i)]
             self.state[p] = {k: v.to(p.device) if torch.is_tensor(v) else v for k, v in st.items()}
