@@ -13,11 +13,10 @@ work. Every state value is a tensor or a plain number, so checkpoints load with
 """
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
-
-import math
 
 import torch
 import torch.distributed as dist
@@ -278,7 +277,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         update = _adam_direction([t["exp_avg"]], [t["exp_avg_sq"]], [R], beta1, beta2, step, group["eps"])[0]
         if wd:
             torch._foreach_mul_(slab.params, 1 - lr * wd)
-        add_projected_back_stacked(slab.params, update, t.get("P"), t.get("Q"), -lr * group["scale"] / (1 - beta1**step))
+        alpha = -lr * group["scale"] / (1 - beta1**step)
+        add_projected_back_stacked(slab.params, update, t.get("P"), t.get("Q"), alpha)
         for st in states:
             st["step"] = step
 

@@ -160,7 +160,7 @@ def _row(t: torch.Tensor | None, i: int) -> torch.Tensor | None:
 
 
 def _chunks(count: int, numel: int):
-    """(lo, hi) ranges of a batch of ``count`` full-size matrices of ``numel`` values, at most BATCH_VALUES values each."""
+    """(lo, hi) ranges of a batch of ``count`` full-size matrices of ``numel`` values: at most BATCH_VALUES each."""
     per = max(1, BATCH_VALUES // numel)
     return ((lo, min(lo + per, count)) for lo in range(0, count, per))
 
