@@ -92,7 +92,7 @@ def estimate_state_bytes(model, cfg: TrainConfig) -> int:
         left, right = sides_for((m, n), side, o.rank)
         rm, rn = (o.rank if left else m), (o.rank if right else n)
         total += moment_bytes(rm * rn, o.state_dtype) + weight_bytes * (m * rm * left + n * rn * right)
-        if (left or right) and opts["history"]:  # bf16 ring buffer of past projected gradients, fp32 Gram matrix
+        if (left or right) and opts["history"]:  # bf16 history of past projected gradients, fp32 Gram matrix
             total += 2 * opts["history"] * rm * rn + 4 * opts["history"] ** 2
     return total
 
