@@ -6,7 +6,7 @@ refreshes staggered over ``--gap`` steps as `tinyagent-ft train` runs them, and 
 (what a training run pays per step). ``--profile`` adds, per variant, what the GPU did in 10 steps: kernel
 launches, host syncs and the kernels' busy time per step (a step far longer than its kernels is bound by the
 host, not the GPU). Every row also counts the tensor operations one step dispatches ("ops", views included):
-the host-side work of a launch-bound step, comparable on any device.
+the host-side work of a launch-bound step, comparable on any device. Each step gets new random gradients.
 
     python benchmarks/optim/speed.py [--shape tinyllama|smollm2] [--rank R] [--training --gap 50] [--profile]
         [--only SUBSTR ...] [--out speed.json]
@@ -33,14 +33,34 @@ SHAPES = {"tinyllama": (LAYERS, LAYER_SHAPES, 512),
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
 
+class Gradients(list):
+    """One gradient per weight, views of one flat buffer that ``redraw`` refills in a single kernel: each step sees
+    new values (with the same gradients every step, Natural GaLore's history rows would be identical)."""
+
+    def __init__(self, params, generator):
+        self.flat = torch.empty(sum(p.numel() for p in params), device=params[0].device, dtype=params[0].dtype)
+        offsets = [0]
+        for p in params:
+            offsets.append(offsets[-1] + p.numel())
+        super().__init__(self.flat[a:b].view(p.shape) for p, a, b in zip(params, offsets, offsets[1:]))
+        self.generator = generator
+        self.redraw()
+
+    def redraw(self) -> None:
+        self.flat.normal_(generator=self.generator)
+
+
 def make_params(shapes, layers, device, dtype):
     gen = torch.Generator(device).manual_seed(0)
     params = [torch.nn.Parameter(torch.randn(s, device=device, dtype=dtype, generator=gen) * 0.02)
               for _ in range(layers) for s in shapes]
-    return params, [torch.randn(p.shape, device=device, dtype=dtype, generator=gen) for p in params]
+    return params, Gradients(params, gen)
 
 
 def timed_step(opt, params, grads, device) -> float:
+    """One optimizer step on fresh gradient values (drawn before the clock starts; one kernel, which the op and
+    launch counts include)."""
+    grads.redraw()
     for p, g in zip(params, grads):
         p.grad = g
     sync(device)
