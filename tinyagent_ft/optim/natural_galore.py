@@ -119,7 +119,8 @@ class _Slab:
 
     @classmethod
     def build(cls, params: list, states: list, group: dict) -> "_Slab":
-        """Stack the weights' state (zeros where a weight has none yet) and make each weight's entries views of it."""
+        """Stack the weights' state (zeros where a weight has none yet) and make each weight's entries views of it;
+        the copy holds one weight's tensors twice at most, not the whole shape's."""
         first, device = states[0], params[0].device
         k = math.prod(projected_shape(params[0].shape, first.get("P"), first.get("Q")))
         blank = {key: torch.zeros(k, device=device) for key in MOMENTS}
@@ -129,12 +130,16 @@ class _Slab:
                       "gram": torch.zeros(s, s, device=device)}
             for st in states:
                 _upgrade_history(st)
-        tensors = {key: torch.stack([st[key] for st in states]) for key in ("P", "Q") if key in first}
-        tensors |= {key: torch.stack([st.get(key, zero) for st in states]) for key, zero in blank.items()}
-        views = [{key: t[j] for key, t in tensors.items()} for j in range(len(params))]
-        for st, view in zip(states, views):
-            st.update(view)
-        return cls(list(params), tensors, views)
+        blank |= {key: None for key in ("P", "Q") if key in first}
+        tensors = {}
+        for key, zero in blank.items():  # row by row, each weight's own tensor freed as its row takes over
+            like = first.get(key, zero)
+            tensors[key] = stack = torch.empty((len(states), *like.shape), dtype=like.dtype, device=like.device)
+            for j, st in enumerate(states):
+                row = stack[j]
+                row.copy_(st.get(key, zero))
+                st[key] = row
+        return cls(list(params), tensors, [{key: st[key] for key in tensors} for st in states])
 
     def holds(self, params: list, states: list) -> bool:
         """Whether these weights are this slab's, in order, and their state entries still its views (a load or
