@@ -36,8 +36,10 @@ if cuda:
 
 def build():
     torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(24, 48), nn.Tanh(), nn.Linear(48, 24)).to(device)
-    groups = build_param_groups(model, rank=4, targets=(r"^[02]$",), update_proj_gap=4, svd_method=method,
+    # three weights of one shape: their optimizer state is stacked (two of them on one rank when sharded)
+    hidden = [m for _ in range(3) for m in (nn.Tanh(), nn.Linear(48, 48))]
+    model = nn.Sequential(nn.Linear(24, 48), *hidden, nn.Tanh(), nn.Linear(48, 24)).to(device)
+    groups = build_param_groups(model, rank=4, targets=(r"^[02468]$",), update_proj_gap=4, svd_method=method,
                                 stagger_refresh=False)
     opt = (ShardedNaturalGaLore if sharded else NaturalGaLoreAdamW)(groups, lr=1e-2, state_dtype=state_dtype)
     return model, DDP(model, device_ids=[rank] if cuda else None), opt
@@ -56,11 +58,13 @@ def train(ddp, opt, data) -> None:
 
 
 def snapshot(model, opt) -> dict:
-    """Weights, and the projectors this rank holds (sharded: those of its own weights only)."""
+    """Weights, the projectors this rank holds (sharded: those of its own weights only), and how many of its weights
+    have their state stacked."""
     local = getattr(opt, "optim", opt)
     projectors = {f"{i}.{k}": v.detach().cpu() for i, p in enumerate(model.parameters())
                   for k, v in local.state[p].items() if k in ("P", "Q") and torch.is_tensor(v)}
-    return {"weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "projectors": projectors}
+    return {"weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "projectors": projectors,
+            "stacked": sum(len(slab.params) for slab in local._slabs.values())}
 
 
 data = batches()
