@@ -139,12 +139,14 @@ def add_projected_back(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None,
 
 
 def _same_shapes(Gs: list, Ps: list, Qs: list):
-    """Index lists of the items whose gradient, projectors and dtypes match."""
+    """Index lists of the items whose gradient, projectors and dtypes match, cut so that a batch holds at most
+    BATCH_VALUES values of the full-size gradient (and stacks only its own projectors)."""
     groups = defaultdict(list)
     for i, (G, P, Q) in enumerate(zip(Gs, Ps, Qs)):
         groups[(G.shape, G.dtype, G.device, None if P is None else (P.shape, P.dtype),
                 None if Q is None else (Q.shape, Q.dtype))].append(i)
-    return groups.values()
+    for idx in groups.values():
+        yield from (idx[lo:hi] for lo, hi in _chunks(len(idx), Gs[idx[0]].numel()))
 
 
 def _stacked(ts: list, idx: list) -> torch.Tensor | None:
