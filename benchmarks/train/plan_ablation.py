@@ -32,9 +32,9 @@ def strings(value) -> list[str]:
     return []
 
 
-def copy_errors(run: Path, queries: dict[str, str]) -> tuple[int, int]:
-    """(right-structure plans failing strict success, those of them with a string argument not in the query)."""
-    report = json.loads((run / "eval" / "report.json").read_text())
+def copy_errors(run: Path, report: dict, queries: dict[str, str]) -> tuple[int, int]:
+    """(right-structure plans failing strict success, those of them with a string argument not in the query), from
+    a run's eval report and predictions."""
     plans = {p["id"]: p["plan"] for p in map(json.loads, (run / "eval" / "predictions.jsonl").read_text().splitlines())}
     loose = [e["id"] for e in report["examples"] if e["success"] and not e["success_strict"]]
     foreign = 0
@@ -66,7 +66,7 @@ def run_record(run: Path, queries: dict[str, str]) -> dict:
     launch = json.loads((run / "launch.json").read_text())
     report = json.loads((run / "eval" / "report.json").read_text())
     summary = json.loads((run / "summary.json").read_text())
-    loose, foreign = copy_errors(run, queries)
+    loose, foreign = copy_errors(run, report, queries)
     examples = sorted(report["examples"], key=lambda e: e["id"])
     losses = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
     return {"run": run.name, "cell": cell_of(launch), "lr": launch["lr_text"],
