@@ -397,8 +397,12 @@ def test_bfloat16_weights_keep_small_updates_by_stochastic_rounding():
     assert w16.dtype == torch.bfloat16 and (torch.ones(1, dtype=torch.bfloat16) - lr).item() == 1.0  # nearest: stuck
 
 
-@pytest.mark.parametrize("accum", [1, 3])
-def test_layerwise_matches_normal_mode(accum):
+@pytest.mark.parametrize("accum,queue", [(1, None), (3, None), (1, 1)])
+def test_layerwise_matches_normal_mode(accum, queue, monkeypatch):
+    """Whether the queue is updated once after backward or after every weight (queue=1)."""
+    from tinyagent_ft.optim import layerwise
+    if queue:
+        monkeypatch.setattr(layerwise, "QUEUE_VALUES", queue)
     a, b = small_model(), small_model()
     opt_a = make_opt(a)
     train(a, opt_a, 7, accum=accum)
@@ -558,3 +562,31 @@ def test_sharded_state_gathers_as_raw_bytes_exactly(tmp_path):
             else:
                 assert g == v, (j, k)
     assert torch.equal(gathered["rounding_generators"][0], local["rounding_generator"])
+
+
+@pytest.mark.parametrize("kind", ["bfloat16", "float8"])
+def test_moments_of_many_pieces_are_read_and_written_in_one_batch(kind):
+    """Pieces of several tensors (whole ones, a tail with a partial block, one not a whole number of blocks) come back
+    as written, within the format's precision, and what lies outside the pieces is left as it was."""
+    from tinyagent_ft.optim.lowbit import init_moments, read_moments, write_moments
+    torch.manual_seed(0)
+    sizes, ranges = [300, 512, 1000], [(0, 300), (0, 512), (256, 1000)]
+    states = [{} for _ in sizes]
+    for st, n in zip(states, sizes):
+        init_moments(st, n, kind, "cpu")
+    head = read_moments([states[2]], "exp_avg_sq", kind, [(0, 256)])
+    head[0][0].copy_(torch.rand(256))
+    write_moments([states[2]], "exp_avg_sq", kind, [(0, 256)], head[1], None)
+    before = read_moments([states[2]], "exp_avg_sq", kind, [(0, 256)])[0][0].clone()
+    for key in ("exp_avg", "exp_avg_sq"):
+        values, buffer = read_moments(states, key, kind, ranges)
+        assert [v.numel() for v in values] == [300, 512, 744] and all(float(v.abs().sum()) == 0 for v in values[:2])
+        wanted = [torch.rand(v.numel()) + 0.5 for v in values]
+        torch._foreach_copy_(values, wanted)
+        write_moments(states, key, kind, ranges, buffer, None)
+        back, _ = read_moments(states, key, kind, ranges)
+        step = 2**-3 if kind == "float8" else 2**-7
+        tolerance = (1 + step) ** 2 - 1 if kind == "float8" and key == "exp_avg_sq" else step  # stored as its root
+        for b, w in zip(back, wanted):
+            assert ((b - w).abs() / w).max() <= tolerance
+    assert torch.equal(read_moments([states[2]], "exp_avg_sq", kind, [(0, 256)])[0][0], before)

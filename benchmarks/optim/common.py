@@ -57,6 +57,26 @@ def make_optimizer(variant: str, projected: list, rest: list, rank: int, lr: flo
     return NaturalGaLoreAdamW(groups + ([{"params": rest}] if rest else []), lr=lr)
 
 
+SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
+LAUNCH_CALLS = ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernelEx")
+
+
+def profile_summary(prof, steps: int) -> dict:
+    """Per step, from a ``torch.profiler`` run of ``steps`` steps: kernel launches, host syncs, the kernels' busy
+    time (a step far longer than its kernels is bound by the host), the kernels taking the most time and the
+    operations called most often."""
+    events = prof.key_averages()
+    cuda = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    return {"launches_per_step": sum(e.count for e in events if e.key in LAUNCH_CALLS) / steps,
+            "syncs_per_step": sum(e.count for e in events if e.key in SYNC_CALLS) / steps,
+            "kernel_ms_per_step": sum(e.self_device_time_total for e in cuda) / 1e3 / steps,
+            "top_kernels": [(e.key[:60], round(e.self_device_time_total / 1e3 / steps, 2))
+                            for e in sorted(cuda, key=lambda e: -e.self_device_time_total)[:8]],
+            "top_ops_by_calls": [(e.key, e.count / steps) for e in sorted(
+                (e for e in events if e.key.startswith("aten::")), key=lambda e: -e.count)[:15]],
+            "top_ops_by_host_ms": [(e.key, round(e.self_cpu_time_total / 1e3 / steps, 2)) for e in sorted(
+                (e for e in events if e.device_type == torch.autograd.DeviceType.CPU),
+                key=lambda e: -e.self_cpu_time_total)[:12]]}
 
 
 def sync(device: str) -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from common import LAYER_SHAPES, LAYERS, make_optimizer, sync
+from common import LAYER_SHAPES, LAYERS, make_optimizer, profile_summary, sync
 from tinyagent_ft.optim import PROJECTION_DEFAULTS
 from tinyagent_ft.optim.projector import METHODS
 
@@ -30,7 +30,6 @@ GAP = 10  # refresh at steps 1, 11, 21: step 1 also allocates state, so step 11 
 # SmolLM2-135M: 30 layers, d 576, MLP 1536, 3 KV heads of 64 (k, v: 192 x 576)
 SHAPES = {"tinyllama": (LAYERS, LAYER_SHAPES, 512),
           "smollm2": (30, [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)], 128)}
-SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 
 
 class Gradients(list):
@@ -76,18 +75,7 @@ def profile_steps(opt, params, grads, device, steps: int = 10) -> dict:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             timed_step(opt, params, grads, device)
-    events = prof.key_averages()
-    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
-                                                        "cuLaunchKernelEx"))
-    syncs = sum(e.count for e in events if e.key in SYNC_CALLS)
-    kernel_us = sum(e.self_device_time_total for e in events if e.device_type == torch.autograd.DeviceType.CUDA)
-    top = sorted((e for e in events if e.device_type == torch.autograd.DeviceType.CUDA),
-                 key=lambda e: -e.self_device_time_total)[:5]
-    return {"launches_per_step": launches / steps, "syncs_per_step": syncs / steps,
-            "kernel_ms_per_step": kernel_us / 1e3 / steps,
-            "top_kernels": [(e.key[:60], round(e.self_device_time_total / 1e3 / steps, 2)) for e in top],
-            "top_ops_by_calls": [(e.key, e.count / steps) for e in sorted(
-                (e for e in events if e.key.startswith("aten::")), key=lambda e: -e.count)[:15]]}
+    return profile_summary(prof, steps)
 
 
 class _CountOps(TorchDispatchMode):

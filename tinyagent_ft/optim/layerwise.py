@@ -1,7 +1,10 @@
 """Layer-wise mode: each weight's gradient is consumed in its own post-accumulate-grad hook during
-backward and freed at once, so the full set of gradients is never resident. Unprojected weights are
-updated there; projected weights queue their small projected gradients and are updated BATCH at a
-time (the last ones when ``step()`` is called after backward), which costs far less per weight.
+backward and freed at once, so the full set of gradients is never resident. Projected weights queue
+their small projected gradients, small unprojected weights (norms) their gradients, and the queue is
+updated in one batch whenever it holds QUEUE_VALUES values (the rest when ``step()`` is called after
+backward): one batched solve, one multi-tensor Adam step and one host sync per batch, not per
+weight. A host sync inside backward stalls the GPU until the host has queued work again, so they
+are few. Large unprojected weights (embeddings) are updated in their hook, their gradient freed.
 
 Unlike the peers it honours gradient accumulation: a projected weight's gradient is projected and
 summed in the low-rank space on every micro-batch (projection is linear, so the sum is exact) and
@@ -20,7 +23,7 @@ import torch.distributed as dist
 from .natural_galore import NaturalGaLoreAdamW
 
 
-BATCH = 8  # projected weights updated together (a Llama layer has 7)
+QUEUE_VALUES = 1 << 22  # gradient values held for one batched update (16 MB in fp32; rank-128 TinyLlama: one batch)
 
 
 class LayerwiseOptimizer:
@@ -35,7 +38,9 @@ class LayerwiseOptimizer:
         self._micro: dict[torch.Tensor, int] = {}
         self._acc: dict[torch.Tensor, torch.Tensor] = {}
         self._sq_norm = 0.0
-        self._pending: dict[int, tuple[dict, list]] = {}  # id(group) -> (group, [(param, projected gradient)])
+        # (id(group), projected) -> (group, projected, [(param, gradient)]), and how many values they hold
+        self._pending: dict[tuple[int, bool], tuple[dict, bool, list]] = {}
+        self._queued = 0
         # Set by a trainer that knows which micro-batch ends an optimizer step (the HF Trainer also ends one
         # at an epoch's last micro-batch); without it, every grad_accumulation_steps-th micro-batch does.
         self.ends_step: Callable[[], bool] | None = None
@@ -77,10 +82,13 @@ class LayerwiseOptimizer:
                     if not last:
                         self._acc[p] = R
                         return
-                    self._queue(group, p, self._clip(R))
+                    self._queue(group, p, self._clip(R), projected=True)
                 elif last:
-                    opt.step_params(group, [p], [self._clip(p.grad)])
-                    p.grad = None
+                    g, p.grad = self._clip(p.grad), None
+                    if g.numel() < QUEUE_VALUES:
+                        self._queue(group, p, g, projected=False)
+                    else:
+                        opt.step_params(group, [p], [g])
 
         return hook
 
@@ -89,19 +97,17 @@ class LayerwiseOptimizer:
         value, self._sq_norm = math.sqrt(float(self._sq_norm)), 0.0
         return value
 
-    def _queue(self, group: dict, p: torch.Tensor, R: torch.Tensor) -> None:
-        """Projected gradients are small: hold BATCH of them and update those weights together (one batched
-        natural-gradient solve, one multi-tensor Adam step, one host sync) instead of one weight at a time."""
-        pending = self._pending.setdefault(id(group), (group, []))[1]
-        pending.append((p, R))
-        if len(pending) >= BATCH:
+    def _queue(self, group: dict, p: torch.Tensor, g: torch.Tensor, projected: bool) -> None:
+        self._pending.setdefault((id(group), projected), (group, projected, []))[2].append((p, g))
+        self._queued += g.numel()
+        if self._queued >= QUEUE_VALUES:
             self._flush()
 
     def _flush(self) -> None:
-        for group, pending in self._pending.values():
-            if pending:
-                self.optimizer.step_params(group, [p for p, _ in pending], [R for _, R in pending], projected=True)
+        for group, projected, pending in self._pending.values():
+            self.optimizer.step_params(group, [p for p, _ in pending], [g for _, g in pending], projected=projected)
         self._pending.clear()
+        self._queued = 0
 
     def step(self, closure=None) -> None:
         """Update the weights still queued; every other weight was updated inside backward. Trainers call it

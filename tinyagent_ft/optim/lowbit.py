@@ -37,7 +37,11 @@ class Fp8Blocks:
     def encode(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         flat = x.float().reshape(-1)
         pad = -flat.numel() % BLOCK
-        blocks = torch.nn.functional.pad(flat, (0, pad)).view(-1, BLOCK)
+        return Fp8Blocks.encode_blocks(torch.nn.functional.pad(flat, (0, pad)).view(-1, BLOCK), generator)
+
+    @staticmethod
+    def encode_blocks(blocks: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, scales) of fp32 values already laid out as (blocks, BLOCK)."""
         scale = blocks.abs().amax(1, keepdim=True).clamp_min(1e-30) / FP8_MAX
         scaled = stochastic_round(blocks / scale, 3, generator).clamp_(-FP8_MAX, FP8_MAX)
         return scaled.to(FP8), scale.squeeze(1)
@@ -52,8 +56,9 @@ class Fp8Blocks:
         return blocks * BLOCK + 4 * blocks
 
 
-# Adam moments of one tensor, stored as ``kind`` (float32 | bfloat16 | float8), read and written as flat fp32
-# pieces [lo, hi) so that a large tensor's step runs in bounded temporaries. ``lo`` is a multiple of BLOCK.
+# Adam moments stored as ``kind`` (float32 | bfloat16 | float8), read and written as flat fp32 pieces [lo, hi) of
+# many tensors at once: the pieces of a batch are decoded into one buffer and encoded from it in one go, a fixed
+# number of launches per batch (a step is bound by such host-side work). ``lo`` is a multiple of BLOCK.
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
@@ -69,29 +74,45 @@ def init_moments(state: dict, numel: int, kind: str, device) -> None:
             state[key] = torch.zeros(numel, dtype=dtype, device=device)
 
 
-def read_moment(state: dict, key: str, kind: str, lo: int, hi: int) -> torch.Tensor:
-    """fp32 values [lo, hi) of a moment; for float32 the stored tensor or a view of it, so in-place updates land
-    in the state."""
-    stored = state[key]
-    if kind in ("float32", "bfloat16"):  # stored flat; a whole one is used as it is (each view costs host time)
-        value = stored if (lo, hi) == (0, stored.numel()) else stored[lo:hi]
-        return value if kind == "float32" else value.float()
-    b0, b1 = lo // BLOCK, -(-hi // BLOCK)
-    value = (stored[b0:b1].float() * state[key + "_scale"][b0:b1, None]).view(-1)[:hi - lo]
-    return value.square_() if key == "exp_avg_sq" else value  # the second moment is stored as its root
+def _blocks(lo: int, hi: int) -> tuple[int, int]:
+    return lo // BLOCK, -(-hi // BLOCK)
 
 
-def write_moment(state: dict, key: str, kind: str, lo: int, hi: int, value: torch.Tensor,
-                 generator: torch.Generator | None) -> None:
-    if kind == "float32":
-        return  # updated in place through read_moment's view
+def read_moments(states: list, key: str, kind: str, ranges: list) -> tuple[list, torch.Tensor | None]:
+    """fp32 values [lo, hi) of a moment of each state, and the buffer holding them (None for float32, whose values
+    are views of the stored tensors, so in-place updates land in the state). A float8 buffer keeps each piece's
+    whole blocks, so that ``write_moments`` re-encodes exactly those."""
+    if kind == "float32":  # a whole tensor is used as it is (each view costs host time)
+        return [st[key] if (lo, hi) == (0, st[key].numel()) else st[key][lo:hi]
+                for st, (lo, hi) in zip(states, ranges)], None
     if kind == "bfloat16":
-        state[key][lo:hi].copy_(round_to_bfloat16(value, generator))
+        buffer = torch.cat([st[key][lo:hi] for st, (lo, hi) in zip(states, ranges)]).float()
+        return list(buffer.split([hi - lo for lo, hi in ranges])), buffer
+    spans = [_blocks(lo, hi) for lo, hi in ranges]
+    codes = torch.cat([st[key].view(torch.uint8)[b0:b1] for st, (b0, b1) in zip(states, spans)]).view(FP8)
+    scales = torch.cat([st[key + "_scale"][b0:b1] for st, (b0, b1) in zip(states, spans)])
+    buffer = codes.float().mul_(scales[:, None])
+    if key == "exp_avg_sq":  # stored as its root
+        buffer.square_()
+    pieces = buffer.view(-1).split([BLOCK * (b1 - b0) for b0, b1 in spans])
+    return [piece[:hi - lo] for piece, (lo, hi) in zip(pieces, ranges)], buffer
+
+
+def write_moments(states: list, key: str, kind: str, ranges: list, buffer: torch.Tensor | None,
+                  generator: torch.Generator | None) -> None:
+    """Store the buffer of ``read_moments`` (updated in place) back into the states, with stochastic rounding."""
+    if kind == "float32":
         return
-    codes, scale = Fp8Blocks.encode(value.sqrt() if key == "exp_avg_sq" else value, generator)
-    b0 = lo // BLOCK
-    state[key][b0:b0 + len(codes)].copy_(codes)
-    state[key + "_scale"][b0:b0 + len(codes)].copy_(scale)
+    if kind == "bfloat16":
+        rounded = round_to_bfloat16(buffer, generator).split([hi - lo for lo, hi in ranges])
+        torch._foreach_copy_([st[key][lo:hi] for st, (lo, hi) in zip(states, ranges)], list(rounded))
+        return
+    codes, scales = Fp8Blocks.encode_blocks(buffer.sqrt_() if key == "exp_avg_sq" else buffer, generator)
+    spans = [_blocks(lo, hi) for lo, hi in ranges]
+    counts = [b1 - b0 for b0, b1 in spans]
+    torch._foreach_copy_([st[key].view(torch.uint8)[b0:b1] for st, (b0, b1) in zip(states, spans)],
+                         list(codes.view(torch.uint8).split(counts)))
+    torch._foreach_copy_([st[key + "_scale"][b0:b1] for st, (b0, b1) in zip(states, spans)], list(scales.split(counts)))
 
 
 def moment_bytes(numel: int, kind: str) -> int:

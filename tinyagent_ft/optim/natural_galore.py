@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .lowbit import MOMENTS, init_moments, read_moment, round_to_bfloat16, write_moment
+from .lowbit import MOMENTS, init_moments, read_moments, round_to_bfloat16, write_moments
 from .natural import push_history, warn_once, woodbury_natural
 from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, add_projected_back_stacked,
                         compute_projectors, project, project_many, project_stacked, projected_shape, sides_for)
@@ -341,12 +341,11 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         gen = self._rounding_generator(pieces[0][1].device) if kind != "float32" else None
         states = [self.state[p] for p, *_ in pieces]
         R = [_flat32(g, lo, hi) for (_, g, lo, hi) in pieces]
-        m = [read_moment(st, "exp_avg", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
-        v = [read_moment(st, "exp_avg_sq", kind, lo, hi) for st, (*_, lo, hi) in zip(states, pieces)]
+        ranges = [(lo, hi) for *_, lo, hi in pieces]
+        (m, m_buffer), (v, v_buffer) = (read_moments(states, key, kind, ranges) for key in MOMENTS)
         updates = _adam_direction(m, v, R, beta1, beta2, step, group["eps"])
-        for st, (*_, lo, hi), mi, vi in zip(states, pieces, m, v):
-            write_moment(st, "exp_avg", kind, lo, hi, mi, gen)
-            write_moment(st, "exp_avg_sq", kind, lo, hi, vi, gen)
+        write_moments(states, "exp_avg", kind, ranges, m_buffer, gen)
+        write_moments(states, "exp_avg_sq", kind, ranges, v_buffer, gen)
         bc1 = 1 - beta1**step
         projected = "rank" in group  # then each piece is a whole projected gradient, and its weight the target
         alpha = -lr * group["scale"] / bc1 if projected else -lr / bc1
