@@ -36,7 +36,7 @@ if cuda:
 
 def build():
     torch.manual_seed(0)
-    # three weights of one shape: their optimizer state is stacked (two of them on one rank when sharded)
+    # three weights of one shape: their optimizer state is stacked (all three on one rank when sharded: ranks own whole shapes)
     hidden = [m for _ in range(3) for m in (nn.Tanh(), nn.Linear(48, 48))]
     model = nn.Sequential(nn.Linear(24, 48), *hidden, nn.Tanh(), nn.Linear(48, 24)).to(device)
     groups = build_param_groups(model, rank=4, targets=(r"^[02468]$",), update_proj_gap=4, svd_method=method,

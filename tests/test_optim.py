@@ -480,8 +480,8 @@ def test_sharded_step_trains_as_the_replicated_one_and_resumes(tmp_path, state_d
             assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), part
     owned = [{k.split(".")[0] for k in r["straight"]["projectors"]} for r in (r0, r1)]
     assert not owned[0] & owned[1] and len(owned[0] | owned[1]) == 5  # the 5 projected weights, each on one rank
-    if state_dtype == "float32":  # two of the three (48, 48) weights on one rank: stacked there, also after the resume
-        assert sorted(r["resumed"]["stacked"] for r in (r0, r1)) == [0, 2]
+    if state_dtype == "float32":  # ranks own whole shapes: the three (48, 48) weights on one, stacked, also after the resume
+        assert sorted(r["resumed"]["stacked"] for r in (r0, r1)) == [0, 3]
     if state_dtype == "float32":
         replicated, _ = run_ddp_worker(tmp_path / "replicated", "power", state_dtype, "replicated")
         a, b = r0["straight"]["weights"], replicated["straight"]["weights"]

@@ -1,7 +1,9 @@
 """Natural GaLore's step sharded over DDP ranks (ZeRO stage 1, through torch's ``ZeroRedundancyOptimizer``):
 each rank refreshes the projectors of, steps, and keeps the state of its share of the weights, then the ranks
 broadcast the updated weights. Replicated, every rank paid the whole step, a few hundred small kernels that
-two GPUs cannot halve; sharded, each pays for its share and holds 1/N of the state.
+two GPUs cannot halve; sharded, each pays for its share and holds 1/N of the state. A share is made of whole
+shapes: the step costs a fixed number of batched operations per shape, so a shape split between two ranks
+would cost each of them about as much as the whole shape.
 
 Checkpoints hold the whole state: ``consolidate_state_dict(to=0)`` on every rank, then ``state_dict()`` on
 rank 0, once per gathering (the Trainer's save does both); ``load_state_dict`` keeps this rank's share of it.
@@ -74,6 +76,26 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
         """``param_groups`` as for ``NaturalGaLoreAdamW`` (on the rank's device: collectives run there);
         ``options`` its keyword arguments."""
         super().__init__(param_groups, NaturalGaLoreAdamW, broadcast_projectors=False, **options)
+
+    def _partition_parameters(self, params_per_rank=None) -> list[list[dict]]:
+        """Units, largest first, each to the rank holding the fewest units so far, then the fewest values. A unit is
+        the projected weights of one shape, or a group's unprojected weights: a launch-bound step costs about the
+        same per unit whatever its size (torch's partition balances values alone, weight by weight)."""
+        if params_per_rank is not None or self._partition_parameters_cache:
+            return super()._partition_parameters(params_per_rank)
+        self._partition_parameters_cache = [[] for _ in range(self.world_size)]
+        load = [(0, 0)] * self.world_size  # (units, values) per rank
+        for group in self.param_groups:
+            units = defaultdict(list)
+            for p in group["params"]:
+                units[tuple(p.shape) if "rank" in group else None].append(p)
+            per_rank = [[] for _ in range(self.world_size)]
+            for unit in sorted(units.values(), key=lambda ps: -sum(p.numel() for p in ps)):
+                rank = load.index(min(load))
+                per_rank[rank] += unit
+                load[rank] = (load[rank][0] + 1, load[rank][1] + sum(p.numel() for p in unit))
+            self._partition_param_group(group, per_rank)
+        return self._partition_parameters_cache
 
     def _sync_params(self) -> None:
         """After the step, each rank's weights reach the others in flat buckets: a handful of broadcasts instead of
