@@ -28,6 +28,17 @@ def test_shipped_configs_validate(path):
     load_config(path)
 
 
+@pytest.mark.parametrize("name", ["adamw", "lora", "galore", "natural_galore"])
+def test_a_runs_saved_config_loads_again(tmp_path, name):
+    """What train writes as config.yaml leaves out the other optimizers' options, which a load would refuse."""
+    import yaml
+    cfg = load_config(CONFIGS[0].with_name("tiny.yaml"), [f"optimizer.name={name}"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(cfg.model_dump(), sort_keys=False))
+    assert load_config(saved) == cfg
+    assert ("history" in cfg.model_dump()["optimizer"]) == (name == "natural_galore")
+
+
 @pytest.mark.parametrize("path", sorted(CONFIGS[0].parent.glob("retriever/*.yaml")), ids=lambda p: p.name)
 def test_shipped_classifier_configs_validate(path):
     from retriever import ClassifierConfig

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_serializer, model_validator
 
 from .errors import InputError
 from .grammar import MIN_PLAN_TOKENS
@@ -55,6 +55,13 @@ class PromptConfig(Section):
         return self
 
 
+# Options only some optimizers use, and values of them that do nothing (accepted whatever the optimizer).
+OWNERS = {**dict.fromkeys(("history", "damping", "damping_mode"), ("natural_galore",)),
+          **dict.fromkeys(("lora_r", "lora_alpha", "lora_dropout"), ("lora",)),
+          **dict.fromkeys(("layerwise", "unprojected_lr", "side", "shard_step", "state_dtype"), ("galore", "natural_galore"))}
+INERT = {"layerwise": False, "shard_step": True, "state_dtype": "float32"}
+
+
 class OptimizerConfig(Section):
     name: Literal["natural_galore", "galore", "adamw", "lora"] = "natural_galore"
     lr: float = Field(7e-5, gt=0)
@@ -87,17 +94,20 @@ class OptimizerConfig(Section):
 
     @model_validator(mode="after")
     def _no_ignored_options(self):
-        """Refuse options the chosen optimizer would silently ignore (those set explicitly)."""
-        owners = [(("natural_galore",), ("history", "damping", "damping_mode")), (("lora",), ("lora_r", "lora_alpha", "lora_dropout")),
-                  (("galore", "natural_galore"), ("layerwise",) if self.layerwise else ()),
-                  (("galore", "natural_galore"), ("unprojected_lr", "side")),
-                  (("galore", "natural_galore"), ("shard_step",) if not self.shard_step else ()),
-                  (("galore", "natural_galore"), ("state_dtype",) if self.state_dtype != "float32" else ())]
-        for names, keys in owners:
-            ignored = [k for k in keys if k in self.model_fields_set]
-            if ignored and self.name not in names:
-                raise ValueError(f"{', '.join(ignored)}: used only by {' or '.join(names)}, not by {self.name}")
+        """Refuse options the chosen optimizer would silently ignore (those set explicitly, to a value that does
+        something)."""
+        ignored = [k for k, names in OWNERS.items() if k in self.model_fields_set and self.name not in names
+                   and (k not in INERT or getattr(self, k) != INERT[k])]
+        if ignored:
+            names = OWNERS[ignored[0]]
+            keys = [k for k in ignored if OWNERS[k] == names]
+            raise ValueError(f"{', '.join(keys)}: used only by {' or '.join(names)}, not by {self.name}")
         return self
+
+    @model_serializer(mode="wrap")
+    def _owned_options_only(self, handler):
+        """A dump (a run's config.yaml) leaves out the options of the other optimizers, so that it loads again."""
+        return {k: v for k, v in handler(self).items() if self.name in OWNERS.get(k, (self.name,))}
 
 
 class TrainingConfig(Section):
