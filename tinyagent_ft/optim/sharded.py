@@ -80,17 +80,23 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
     def _partition_parameters(self, params_per_rank=None) -> list[list[dict]]:
         """Units, largest first, each to the rank holding the fewest units so far, then the fewest values. A unit is
         the projected weights of one shape, or a group's unprojected weights: a launch-bound step costs about the
-        same per unit whatever its size (torch's partition balances values alone, weight by weight)."""
+        same per unit whatever its size (torch's partition balances values alone, weight by weight). With fewer units
+        than ranks, torch's partition, so that no rank is left idle."""
         if params_per_rank is not None or self._partition_parameters_cache:
             return super()._partition_parameters(params_per_rank)
-        self._partition_parameters_cache = [[] for _ in range(self.world_size)]
-        load = [(0, 0)] * self.world_size  # (units, values) per rank
+        groups = []
         for group in self.param_groups:
             units = defaultdict(list)
             for p in group["params"]:
                 units[tuple(p.shape) if "rank" in group else None].append(p)
+            groups.append((group, list(units.values())))
+        if sum(len(units) for _, units in groups) < self.world_size:
+            return super()._partition_parameters()
+        self._partition_parameters_cache = [[] for _ in range(self.world_size)]
+        load = [(0, 0)] * self.world_size  # (units, values) per rank
+        for group, units in groups:
             per_rank = [[] for _ in range(self.world_size)]
-            for unit in sorted(units.values(), key=lambda ps: -sum(p.numel() for p in ps)):
+            for unit in sorted(units, key=lambda ps: -sum(p.numel() for p in ps)):
                 rank = load.index(min(load))
                 per_rank[rank] += unit
                 load[rank] = (load[rank][0] + 1, load[rank][1] + sum(p.numel() for p in unit))
