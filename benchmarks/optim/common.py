@@ -66,7 +66,8 @@ def profile_summary(prof, steps: int) -> dict:
     time (a step far longer than its kernels is bound by the host), the kernels taking the most time and the
     operations called most often."""
     events = prof.key_averages()
-    cuda = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA]
+    cuda = [e for e in events if e.device_type == torch.autograd.DeviceType.CUDA  # kernels, not annotated ranges
+            and not e.key.startswith(("Optimizer.", "ProfilerStep"))]
     return {"launches_per_step": sum(e.count for e in events if e.key in LAUNCH_CALLS) / steps,
             "syncs_per_step": sum(e.count for e in events if e.key in SYNC_CALLS) / steps,
             "kernel_ms_per_step": sum(e.self_device_time_total for e in cuda) / 1e3 / steps,
