@@ -23,6 +23,7 @@ import torch.distributed as dist
 
 from .lowbit import MOMENTS, init_moments, read_moments, round_to_bfloat16, write_moments
 from .natural import push_history, warn_once, woodbury_natural
+from . import projector
 from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, add_projected_back_stacked,
                         compute_projectors, project, project_many, project_stacked, projected_shape, sides_for)
 
@@ -268,24 +269,61 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
               for sl in slabs]
         if not bool(torch.cat([torch.linalg.vector_norm(R, dim=1) for R in Rs]).isfinite().all()):
             return params
-        for slab, R in zip(slabs, Rs):
-            self._slab_update(group, slab, R)
+        self._update_slabs(group, slabs, Rs)
         return rest
 
-    def _slab_update(self, group: dict, slab: _Slab, R: torch.Tensor) -> None:
-        """Natural-gradient transform, Adam and back-projection of a slab's projected gradients R (B x k)."""
-        t, states = slab.tensors, [self.state[p] for p in slab.params]
-        beta1, beta2 = group["betas"]
-        lr, wd, step = group["lr"], group["weight_decay"], states[0].get("step", 0) + 1
+    def _update_slabs(self, group: dict, slabs: list, Rs: list) -> None:
+        """Natural-gradient transform, Adam and back-projection of the slabs' projected gradients (B x k each). The
+        transform runs over slabs whose histories match together and Adam over all slabs of one step count, so only
+        the projections cost operations per shape."""
         if group["history"]:
-            R = self._push_and_transform(group, t["hist"], t["gram"], R)
-        update = _adam_direction([t["exp_avg"]], [t["exp_avg_sq"]], [R], beta1, beta2, step, group["eps"])[0]
-        if wd:
-            torch._foreach_mul_(slab.params, 1 - lr * wd)
-        alpha = -lr * group["scale"] / (1 - beta1**step)
-        add_projected_back_stacked(slab.params, update, t.get("P"), t.get("Q"), alpha)
-        for st in states:
-            st["step"] = step
+            Rs = self._transform_slabs(group, slabs, Rs)
+        beta1, beta2 = group["betas"]
+        lr, wd, by_step = group["lr"], group["weight_decay"], defaultdict(list)
+        for i, slab in enumerate(slabs):
+            by_step[self.state[slab.params[0]].get("step", 0) + 1].append(i)
+        for step, idx in by_step.items():
+            ts = [slabs[i].tensors for i in idx]
+            updates = _adam_direction([t["exp_avg"] for t in ts], [t["exp_avg_sq"] for t in ts], [Rs[i] for i in idx],
+                                      beta1, beta2, step, group["eps"])
+            if wd:
+                torch._foreach_mul_([p for i in idx for p in slabs[i].params], 1 - lr * wd)
+            alpha = -lr * group["scale"] / (1 - beta1**step)
+            for i, t, update in zip(idx, ts, updates):
+                add_projected_back_stacked(slabs[i].params, update, t.get("P"), t.get("Q"), alpha)
+                for p in slabs[i].params:
+                    self.state[p]["step"] = step
+
+    def _transform_slabs(self, group: dict, slabs: list, Rs: list) -> list:
+        """The natural gradients of the slabs' projected gradients, their histories and Gram matrices updated in place:
+        slabs whose histories have one shape are transformed in one batch (their histories copied together, at most
+        BATCH_VALUES values at a time), the others each in their own."""
+        out, batches = list(Rs), defaultdict(list)
+        for i, slab in enumerate(slabs):
+            H = slab.tensors["hist"]
+            batches[(tuple(H.shape[1:]), H.dtype, H.device)].append(i)
+        for idx in batches.values():
+            chunks, size = [[]], 0
+            for i in idx:
+                n = slabs[i].tensors["hist"].numel()
+                if chunks[-1] and size + n > projector.BATCH_VALUES:
+                    chunks.append([])
+                    size = 0
+                chunks[-1].append(i)
+                size += n
+            for chunk in chunks:
+                ts = [slabs[i].tensors for i in chunk]
+                if len(chunk) == 1:
+                    out[chunk[0]] = self._push_and_transform(group, ts[0]["hist"], ts[0]["gram"], Rs[chunk[0]])
+                    continue
+                H, gram = torch.cat([t["hist"] for t in ts]), torch.cat([t["gram"] for t in ts])
+                rows = [len(slabs[i].params) for i in chunk]
+                natural = self._push_and_transform(group, H, gram, torch.cat([Rs[i] for i in chunk]))
+                torch._foreach_copy_([t["hist"] for t in ts], list(H.split(rows)))
+                torch._foreach_copy_([t["gram"] for t in ts], list(gram.split(rows)))
+                for i, part in zip(chunk, natural.split(rows)):
+                    out[i] = part
+        return out
 
     def _update_many(self, group: dict, params: list, Rs: list) -> None:
         # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
