@@ -7,8 +7,8 @@ until s have been seen) with their s x s Gram matrix, updated by one new row per
 leave the transform unchanged, so weights of one shape are transformed in one batch whatever their
 refresh steps. Weights of one shape keep their state in shared stacked tensors ("slabs"; each
 weight's state entries are views of its row), so that the step is a fixed number of batched
-operations per shape rather than a few per weight: a small model's step is bound by such host-side
-work. Every state value is a tensor or a plain number, so checkpoints load with
+operations per shape (projections) and per step (the transform and Adam, over all shapes whose
+histories match) rather than a few per weight: a small model's step is bound by such host-side work. Every state value is a tensor or a plain number, so checkpoints load with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -241,7 +241,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
 
     def _stacked_step(self, gi: int, group: dict, params: list) -> list:
         """The step of the weights whose state can be stacked by shape (projected, fp32 weights and moments, one step
-        count per shape): a fixed number of batched operations per shape, whatever the number of weights. Returns
+        count per shape): a fixed number of batched operations, whatever the number of weights. Returns
         the weights left to the per-weight path: all of them when a gradient is not finite (that path skips just
         those; its norms cost the same one host sync as this one's)."""
         if group.get("state_dtype", "float32") != "float32":
