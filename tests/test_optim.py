@@ -523,11 +523,11 @@ def test_power_refresh_converges_to_the_dominant_subspace(side):
             assert torch.allclose(span(a), span(b), atol=1e-4)
 
 
-def test_sharded_broadcast_buckets_keep_order_and_bound(monkeypatch):
-    from tinyagent_ft.optim import sharded
-    monkeypatch.setattr(sharded, "BUCKET_VALUES", 10)
+def test_buckets_keep_order_and_bound():
+    """The sharded step's broadcasts and the stacked step's merged histories are grouped so."""
+    from tinyagent_ft.optim.projector import buckets as group
     sizes = [4, 5, 3, 12, 1, 9]
-    buckets = sharded._buckets(sizes)
+    buckets = group(sizes, 10)
     assert [i for b in buckets for i in b] == list(range(len(sizes)))  # each weight once, in order
     assert [[sizes[i] for i in b] for b in buckets] == [[4, 5], [3], [12], [1, 9]]  # a larger weight goes alone
 

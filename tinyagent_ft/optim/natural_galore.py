@@ -8,7 +8,8 @@ leave the transform unchanged, so weights of one shape are transformed in one ba
 refresh steps. Weights of one shape keep their state in shared stacked tensors ("slabs"; each
 weight's state entries are views of its row), so that the step is a fixed number of batched
 operations per shape (projections) and per step (the transform and Adam, over all shapes whose
-histories match) rather than a few per weight: a small model's step is bound by such host-side work. Every state value is a tensor or a plain number, so checkpoints load with
+histories match) rather than a few per weight: a small model's step is bound by such host-side
+work. Every state value is a tensor or a plain number, so checkpoints load with
 ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -25,7 +26,8 @@ from .lowbit import MOMENTS, init_moments, read_moments, round_to_bfloat16, writ
 from .natural import push_history, warn_once, woodbury_natural
 from . import projector
 from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, add_projected_back_stacked,
-                        compute_projectors, project, project_many, project_stacked, projected_shape, sides_for)
+                        buckets, compute_projectors, project, project_many, project_stacked, projected_shape,
+                        sides_for)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
@@ -303,25 +305,15 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             H = slab.tensors["hist"]
             batches[(tuple(H.shape[1:]), H.dtype, H.device)].append(i)
         for idx in batches.values():
-            chunks, size = [[]], 0
-            for i in idx:
-                n = slabs[i].tensors["hist"].numel()
-                if chunks[-1] and size + n > projector.BATCH_VALUES:
-                    chunks.append([])
-                    size = 0
-                chunks[-1].append(i)
-                size += n
-            for chunk in chunks:
+            for bucket in buckets([slabs[i].tensors["hist"].numel() for i in idx], projector.BATCH_VALUES):
+                chunk = [idx[j] for j in bucket]
                 ts = [slabs[i].tensors for i in chunk]
-                if len(chunk) == 1:
+                if len(chunk) == 1:  # its stacked history in place, no copy
                     out[chunk[0]] = self._push_and_transform(group, ts[0]["hist"], ts[0]["gram"], Rs[chunk[0]])
                     continue
-                H, gram = torch.cat([t["hist"] for t in ts]), torch.cat([t["gram"] for t in ts])
-                rows = [len(slabs[i].params) for i in chunk]
-                natural = self._push_and_transform(group, H, gram, torch.cat([Rs[i] for i in chunk]))
-                torch._foreach_copy_([t["hist"] for t in ts], list(H.split(rows)))
-                torch._foreach_copy_([t["gram"] for t in ts], list(gram.split(rows)))
-                for i, part in zip(chunk, natural.split(rows)):
+                natural = self._transform_together(group, [t["hist"] for t in ts], [t["gram"] for t in ts],
+                                                   torch.cat([Rs[i] for i in chunk]))
+                for i, part in zip(chunk, natural.split([len(slabs[i].params) for i in chunk])):
                     out[i] = part
         return out
 
@@ -474,13 +466,21 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             batches[(tuple(state["hist"].shape), state["hist"].dtype, R.device)].append(i)
         for idx in batches.values():
             states = [self.state[pairs[i][0]] for i in idx]
-            H, gram = torch.stack([st["hist"] for st in states]), torch.stack([st["gram"] for st in states])
-            out = self._push_and_transform(group, H, gram, torch.stack([_flat32(outs[i]) for i in idx]))
-            torch._foreach_copy_([st["hist"] for st in states], list(H.unbind(0)))
-            torch._foreach_copy_([st["gram"] for st in states], list(gram.unbind(0)))
+            out = self._transform_together(group, [st["hist"][None] for st in states],
+                                           [st["gram"][None] for st in states], torch.stack([_flat32(outs[i]) for i in idx]))
             for j, i in enumerate(idx):
                 outs[i] = out[j]  # flat: the Adam step and the back-projection take it so
         return outs
+
+    def _transform_together(self, group: dict, hists: list, grams: list, G: torch.Tensor) -> torch.Tensor:
+        """``_push_and_transform`` of histories and Gram matrices held apart (B_i x s x k and B_i x s x s each, in
+        order with G's rows): concatenated for one batch, the pushed rows copied back."""
+        H, gram = torch.cat(hists), torch.cat(grams)
+        out = self._push_and_transform(group, H, gram, G)
+        rows = [h.shape[0] for h in hists]
+        torch._foreach_copy_(hists, list(H.split(rows)))
+        torch._foreach_copy_(grams, list(gram.split(rows)))
+        return out
 
     def _push_and_transform(self, group: dict, H: torch.Tensor, gram: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
         """Push the projected gradients G (B x k, fp32) into their histories H (B x s x k) and Gram matrices, in

@@ -167,6 +167,19 @@ def _chunks(count: int, numel: int):
     return ((lo, min(lo + per, count)) for lo in range(0, count, per))
 
 
+def buckets(sizes: list[int], limit: int) -> list[list[int]]:
+    """Indices of consecutive items grouped so that a group's sizes add up to at most ``limit`` (an item larger than
+    that goes alone): batches whose temporaries, or messages, stay bounded."""
+    out, total = [[]], 0
+    for i, n in enumerate(sizes):
+        if out[-1] and total + n > limit:
+            out.append([])
+            total = 0
+        out[-1].append(i)
+        total += n
+    return [b for b in out if b]
+
+
 def project_stacked(Gs: list, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
     """``project`` of the fp32 copies of gradients of one shape with stacked projectors (B x m x r, B x r x n):
     B x rm x rn, from two batched products instead of two per weight (a small model's step is bound by launches).

@@ -19,25 +19,13 @@ from torch.distributed.optim import ZeroRedundancyOptimizer
 from torch.optim import Optimizer
 
 from .natural_galore import NaturalGaLoreAdamW
+from .projector import buckets
 
 BUCKET_VALUES = 1 << 24  # elements of one broadcast: weights (64 MB in fp32), or bytes of a gathered state
 
 
 class _Slot(int):
     """Where a tensor of a state dict was: its index in the list of tensors sent apart."""
-
-
-def _buckets(sizes: list[int]) -> list[list[int]]:
-    """Indices of consecutive items grouped so that a group's sizes add up to at most BUCKET_VALUES (an item
-    larger than that goes alone)."""
-    out, total = [[]], 0
-    for i, n in enumerate(sizes):
-        if out[-1] and total + n > BUCKET_VALUES:
-            out.append([])
-            total = 0
-        out[-1].append(i)
-        total += n
-    return [b for b in out if b]
 
 
 def _broadcast_flat(parts: list | None, numel: int, dtype, device, src: int, group) -> torch.Tensor:
@@ -110,7 +98,7 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
             src = dist.get_global_rank(self.process_group, rank)
             weights = [p.detach() for g in groups for p in g["params"]]
             sizes = [w.numel() for w in weights]
-            for idx in _buckets(sizes):
+            for idx in buckets(sizes, BUCKET_VALUES):
                 bucket = [weights[i] for i in idx]
                 flat = _broadcast_flat([w.reshape(-1) for w in bucket] if rank == self.rank else None,
                                        sum(sizes[i] for i in idx), bucket[0].dtype, bucket[0].device, src,
@@ -135,7 +123,7 @@ class ShardedNaturalGaLore(ZeroRedundancyOptimizer):
             sizes = [math.prod(shape) * dtype.itemsize for dtype, shape in box[1]]
             raw = [t.contiguous().view(-1).view(torch.uint8) for t in tensors]  # the sender's only
             received = []
-            for idx in _buckets(sizes):
+            for idx in buckets(sizes, BUCKET_VALUES):
                 flat = _broadcast_flat([raw[i] for i in idx] if rank == self.rank else None, sum(sizes[i] for i in idx),
                                        torch.uint8, device, src, self.process_group)
                 if self.rank == to:
