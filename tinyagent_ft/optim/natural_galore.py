@@ -466,8 +466,9 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             batches[(tuple(state["hist"].shape), state["hist"].dtype, R.device)].append(i)
         for idx in batches.values():
             states = [self.state[pairs[i][0]] for i in idx]
+            G = torch.stack([_flat32(outs[i]) for i in idx])
             out = self._transform_together(group, [st["hist"][None] for st in states],
-                                           [st["gram"][None] for st in states], torch.stack([_flat32(outs[i]) for i in idx]))
+                                           [st["gram"][None] for st in states], G)
             for j, i in enumerate(idx):
                 outs[i] = out[j]  # flat: the Adam step and the back-projection take it so
         return outs
