@@ -125,6 +125,8 @@ def main():
     ap.add_argument("--profile", action="store_true", help="kernel launches, host syncs, GPU time per step (CUDA)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    ap.add_argument("--state-dtype", default="float32", choices=["float32", "bfloat16", "float8"],
+                    help="Adam moments of the projected weights (lean mode: bf16 weights, float8 moments)")
     ap.add_argument("--out", default=str(Path(__file__).with_name("speed.json")))
     ap.add_argument("--only", nargs="*", help="run the variants whose label contains one of these strings")
     args = ap.parse_args()
@@ -146,14 +148,16 @@ def main():
         label = variant + "".join(f" [{k}={v}]" if k != "svd_method" else f" [{v}]" for k, v in extra.items())
         if args.only and not any(o in label for o in args.only):
             continue
+        state = {"state_dtype": args.state_dtype} if args.state_dtype != "float32" else {}
         r = time_variant(variant, layer_shapes, layers, rank, args.device, dtype, args.training, args.gap, args.profile,
-                         **extra)
+                         **state, **extra)
         if r is not None:
             rows[label] = r
     base = rows["adamw"]["step_ms"]
     ours = next(r["step_ms"] for label, r in rows.items() if label.startswith("galore (ours"))
     mode = f"staggered refreshes every {args.gap} steps, mean step" if args.training else "median plain step"
-    print(f"optimizer step, {layers} {args.shape} layers, rank {rank}, {args.dtype}, {args.device}, {mode}")
+    print(f"optimizer step, {layers} {args.shape} layers, rank {rank}, {args.dtype} weights, {args.state_dtype} moments, "
+          f"{args.device}, {mode}")
     last = "first step ms" if args.training else "refresh ms"
     print(f"{'variant':<58} {'step ms':>8} {'x AdamW':>8} {'x GaLore':>9} {last:>13} {'ops':>6}"
           + (f" {'launches':>9} {'syncs':>6} {'GPU ms':>7}" if args.profile else "") + "  (x GaLore: the first GaLore row)")
@@ -170,7 +174,7 @@ def main():
                 print(f"{label}, calls per step: " + "; ".join(f"{k} {n:g}" for k, n in r["top_ops_by_calls"]))
     with open(args.out, "w") as fh:
         json.dump({"shape": args.shape, "layers": layers, "rank": rank, "device": args.device,
-                   "training": args.training, "gap": args.gap if args.training else GAP, "results": rows}, fh, indent=2)
+                   "dtype": args.dtype, "state_dtype": args.state_dtype, "training": args.training, "gap": args.gap if args.training else GAP, "results": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,9 @@
 backward and freed at once, so the full set of gradients is never resident. Projected weights queue
 their small projected gradients, small unprojected weights (norms) their gradients, and the queue is
 updated in one batch whenever it holds QUEUE_VALUES values (the rest when ``step()`` is called after
-backward): one batched solve, one multi-tensor Adam step and one host sync per batch, not per
-weight. A host sync inside backward stalls the GPU until the host has queued work again, so they
-are few. Large unprojected weights (embeddings) are updated in their hook, their gradient freed.
+backward): clipped together, then stepped as the normal mode steps them (weights of one shape stacked), with
+one host sync per batch, not per weight. A host sync inside backward stalls the GPU until the host has
+queued work again, so they are few. Large unprojected weights (embeddings) are updated in their hook, their gradient freed.
 
 Unlike the peers it honours gradient accumulation: a projected weight's gradient is projected and
 summed in the low-rank space on every micro-batch (projection is linear, so the sum is exact) and
@@ -54,14 +54,16 @@ class LayerwiseOptimizer:
     def param_groups(self):
         return self.optimizer.param_groups
 
-    def _clip(self, g: torch.Tensor) -> torch.Tensor:
-        """Clipped in place (``g`` is a gradient the hook owns) with device arithmetic: no host sync inside
-        backward. A non-finite norm leaves ``g`` non-finite, and the optimizer skips that update."""
-        norm = g.norm().float()
-        self._sq_norm = self._sq_norm + norm * norm
+    def _clip(self, gs: list) -> list:
+        """Each gradient clipped in place to ``max_norm`` (they are gradients the hooks own), from one multi-tensor
+        norm, with device arithmetic: no host sync inside backward. A non-finite norm leaves its gradient
+        non-finite, and the optimizer skips that update."""
+        norms = torch.stack(torch._foreach_norm(gs)).float()
+        self._sq_norm = self._sq_norm + norms.square().sum()
         if self.max_norm:
-            g.mul_(torch.where(norm > self.max_norm, self.max_norm / (norm + 1e-6), 1.0).to(g.dtype))
-        return g
+            torch._foreach_mul_(gs, list(torch.where(norms > self.max_norm, self.max_norm / (norms + 1e-6), 1.0)
+                                         .unbind(0)))
+        return gs
 
     def _hook(self, group: dict):
         opt = self.optimizer
@@ -82,13 +84,13 @@ class LayerwiseOptimizer:
                     if not last:
                         self._acc[p] = R
                         return
-                    self._queue(group, p, self._clip(R), projected=True)
+                    self._queue(group, p, R, projected=True)
                 elif last:
-                    g, p.grad = self._clip(p.grad), None
+                    g, p.grad = p.grad, None
                     if g.numel() < QUEUE_VALUES:
                         self._queue(group, p, g, projected=False)
                     else:
-                        opt.step_params(group, [p], [g])
+                        opt.step_params(group, [p], self._clip([g]))
 
         return hook
 
@@ -105,7 +107,8 @@ class LayerwiseOptimizer:
 
     def _flush(self) -> None:
         for group, projected, pending in self._pending.values():
-            self.optimizer.step_params(group, [p for p, _ in pending], [g for _, g in pending], projected=projected)
+            self.optimizer.step_params(group, [p for p, _ in pending], self._clip([g for _, g in pending]),
+                                       projected=projected)
         self._pending.clear()
         self._queued = 0
 

@@ -16,17 +16,30 @@ FP8 = torch.float8_e4m3fn
 FP8_MAX = 448.0
 
 
-def stochastic_round(x: torch.Tensor, mantissa_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """fp32 values keeping ``mantissa_bits`` of fp32's 23, rounded up with the probability given by the dropped
-    bits. Finite inputs; IEEE floats keep the sign apart, so magnitudes round the same way either sign."""
+def stochastic_round_(x: torch.Tensor, mantissa_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """In place on a contiguous fp32 tensor (returned): its values keeping ``mantissa_bits`` of fp32's 23, rounded up
+    with the probability given by the dropped bits. Finite inputs; IEEE floats keep the sign apart, so magnitudes
+    round the same way either sign. In place, a large update's rounding costs one temporary (the noise), not three."""
     drop = 23 - mantissa_bits
-    bits = x.float().contiguous().view(torch.int32)
-    noise = torch.randint(0, 1 << drop, bits.shape, device=bits.device, dtype=torch.int32, generator=generator)
-    return ((bits + noise) & -(1 << drop)).view(torch.float32)
+    bits = x.view(torch.int32)
+    bits.add_(torch.randint(0, 1 << drop, bits.shape, device=bits.device, dtype=torch.int32, generator=generator))
+    bits.bitwise_and_(-(1 << drop))
+    return x
+
+
+def stochastic_round(x: torch.Tensor, mantissa_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``stochastic_round_`` of an fp32 copy of x."""
+    return stochastic_round_(x.to(torch.float32, memory_format=torch.contiguous_format, copy=True), mantissa_bits,
+                             generator)
 
 
 def round_to_bfloat16(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     return stochastic_round(x, 7, generator).to(torch.bfloat16)
+
+
+def round_to_bfloat16_(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """``round_to_bfloat16`` that spends the contiguous fp32 tensor x (its bits are rounded in place)."""
+    return stochastic_round_(x, 7, generator).to(torch.bfloat16)
 
 
 class Fp8Blocks:
@@ -43,7 +56,7 @@ class Fp8Blocks:
     def encode_blocks(blocks: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(codes, scales) of fp32 values already laid out as (blocks, BLOCK)."""
         scale = blocks.abs().amax(1, keepdim=True).clamp_min(1e-30) / FP8_MAX
-        scaled = stochastic_round(blocks / scale, 3, generator).clamp_(-FP8_MAX, FP8_MAX)
+        scaled = stochastic_round_(blocks / scale, 3, generator).clamp_(-FP8_MAX, FP8_MAX)
         return scaled.to(FP8), scale.squeeze(1)
 
     @staticmethod
@@ -62,16 +75,14 @@ class Fp8Blocks:
 MOMENTS = ("exp_avg", "exp_avg_sq")
 
 
-def init_moments(state: dict, numel: int, kind: str, device) -> None:
+def new_moments(numel: int, kind: str, device, batch: tuple = ()) -> dict:
+    """Zero moments of a tensor of ``numel`` values stored as ``kind`` (of ``batch`` such tensors, stacked)."""
     if kind == "float8":
         blocks = -(-numel // BLOCK)
-        for key in MOMENTS:
-            state[key] = torch.zeros(blocks, BLOCK, dtype=FP8, device=device)
-            state[key + "_scale"] = torch.zeros(blocks, device=device)
-    else:
-        dtype = torch.float32 if kind == "float32" else torch.bfloat16
-        for key in MOMENTS:
-            state[key] = torch.zeros(numel, dtype=dtype, device=device)
+        return {name: torch.zeros(*batch, *shape, dtype=dtype, device=device) for key in MOMENTS
+                for name, shape, dtype in ((key, (blocks, BLOCK), FP8), (key + "_scale", (blocks,), torch.float32))}
+    dtype = torch.float32 if kind == "float32" else torch.bfloat16
+    return {key: torch.zeros(*batch, numel, dtype=dtype, device=device) for key in MOMENTS}
 
 
 def _blocks(lo: int, hi: int) -> tuple[int, int]:
@@ -104,7 +115,7 @@ def write_moments(states: list, key: str, kind: str, ranges: list, buffer: torch
     if kind == "float32":
         return
     if kind == "bfloat16":
-        rounded = round_to_bfloat16(buffer, generator).split([hi - lo for lo, hi in ranges])
+        rounded = round_to_bfloat16_(buffer, generator).split([hi - lo for lo, hi in ranges])
         torch._foreach_copy_([st[key][lo:hi] for st, (lo, hi) in zip(states, ranges)], list(rounded))
         return
     codes, scales = Fp8Blocks.encode_blocks(buffer.sqrt_() if key == "exp_avg_sq" else buffer, generator)
@@ -119,3 +130,33 @@ def moment_bytes(numel: int, kind: str) -> int:
     """Bytes of both moments of a tensor of ``numel`` values."""
     per = {"float32": 4 * numel, "bfloat16": 2 * numel}.get(kind) or Fp8Blocks.nbytes(numel)
     return 2 * per
+
+
+# The same for the stacked state of weights of one shape (``new_moments(k, kind, device, (B,))``): the moments of all
+# B rows read into one fp32 buffer and written back from it, whatever B.
+def read_stacked(tensors: dict, key: str, kind: str, k: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(B x k fp32 values, their buffer for ``write_stacked``): for float32 the stored tensor itself."""
+    if kind == "float32":
+        return tensors[key], None
+    if kind == "bfloat16":
+        buffer = tensors[key].float()
+        return buffer, buffer
+    buffer = tensors[key].float().mul_(tensors[key + "_scale"][..., None])
+    if key == "exp_avg_sq":  # stored as its root
+        buffer.square_()
+    values = buffer.view(buffer.shape[0], -1)
+    return (values if values.shape[1] == k else values[:, :k]), buffer
+
+
+def write_stacked(tensors: dict, key: str, kind: str, buffer: torch.Tensor | None,
+                  generator: torch.Generator | None) -> None:
+    """Store the buffer of ``read_stacked`` (updated in place) back, with stochastic rounding."""
+    if kind == "float32":
+        return
+    if kind == "bfloat16":
+        tensors[key].copy_(round_to_bfloat16_(buffer, generator))
+        return
+    codes, scales = Fp8Blocks.encode_blocks((buffer.sqrt_() if key == "exp_avg_sq" else buffer).view(-1, BLOCK),
+                                            generator)
+    tensors[key].copy_(codes.view(tensors[key].shape))
+    tensors[key + "_scale"].copy_(scales.view(tensors[key + "_scale"].shape))

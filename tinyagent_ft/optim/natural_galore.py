@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .lowbit import MOMENTS, init_moments, read_moments, round_to_bfloat16, write_moments
+from .lowbit import (MOMENTS, new_moments, read_moments, read_stacked, round_to_bfloat16_, write_moments,
+                     write_stacked)
 from .natural import push_history, warn_once, woodbury_natural
 from . import projector
 from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, add_projected_back_stacked,
@@ -96,6 +97,19 @@ def _adam_direction(m: list, v: list, R: list, beta1: float, beta2: float, step:
     return torch._foreach_div(m, denom)
 
 
+def _add_rounded(targets: list, updates: list, alpha: float, decay: float, generator: torch.Generator) -> None:
+    """targets[j] = decay * targets[j] + alpha * updates[j] for bf16 tensors (no fp32 master copy) and fp32 updates of
+    as many values: in one fp32 buffer, stored back with stochastic rounding, so that a step below half of bf16's
+    spacing at the weight still moves it on average."""
+    sizes = [t.numel() for t in targets]
+    W = torch.cat([t.reshape(-1) for t in targets]).float()
+    if decay != 1.0:
+        W.mul_(decay)
+    torch._foreach_add_(list(W.split(sizes)), [u.reshape(-1) for u in updates], alpha=alpha)
+    torch._foreach_copy_(targets, [x.view(t.shape) for x, t in zip(round_to_bfloat16_(W, generator).split(sizes),
+                                                                    targets)])
+
+
 def _upgrade_history(state: dict) -> None:
     """A history saved by an earlier version, a ring buffer with ``hist_pos`` / ``hist_count``, in today's order:
     oldest row first, the newest last, zero rows before them."""
@@ -126,7 +140,7 @@ class _Slab:
         the copy holds one weight's tensors twice at most, not the whole shape's."""
         first, device = states[0], params[0].device
         k = math.prod(projected_shape(params[0].shape, first.get("P"), first.get("Q")))
-        blank = {key: torch.zeros(k, device=device) for key in MOMENTS}
+        blank = new_moments(k, group.get("state_dtype", "float32"), device)
         if group["history"]:
             s = group["history"]
             blank |= {"hist": torch.zeros(s, k, dtype=DTYPES[group["history_dtype"]], device=device),
@@ -149,6 +163,23 @@ class _Slab:
         ``load_state_dict`` of a wrapper replaces them)."""
         return len(params) == len(self.params) and all(a is b for a, b in zip(params, self.params)) and all(
             st.get(key) is v for st, view in zip(states, self.views) for key, v in view.items())
+
+    def rows(self, lo: int, hi: int) -> "_Slab":
+        """Rows [lo, hi) as a slab of views (the weights of one batched update)."""
+        if (lo, hi) == (0, len(self.params)):
+            return self
+        return _Slab(self.params[lo:hi], {key: t[lo:hi] for key, t in self.tensors.items()}, self.views[lo:hi])
+
+
+def _runs(rows: list) -> list[list]:
+    """Sorted (row, item) pairs cut where the rows stop being consecutive."""
+    out = []
+    for pair in rows:
+        if out and pair[0] == out[-1][-1][0] + 1:
+            out[-1].append(pair)
+        else:
+            out.append([pair])
+    return out
 
 
 def _check_group(group: dict) -> None:
@@ -212,26 +243,27 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             params = [p for p in group["params"] if p.grad is not None]
             if any(p.grad.is_sparse for p in params):
                 raise RuntimeError("NaturalGaLoreAdamW does not support sparse gradients")
-            if not params:
-                continue
-            with _tf32_matmuls(group.get("tf32", False)):
-                if "rank" in group:
-                    for p in params:
-                        self._refresh_if_due(p, group, p.grad)
-                    params = self._stacked_step(gi, group, params)
-                if params:
-                    self._update_many(group, params, self._projected(group, params, [p.grad for p in params]))
+            if params:
+                self._step_group(gi, group, params, [p.grad for p in params])
         return loss
 
     @torch.no_grad()
     def step_params(self, group: dict, params: list, gradients: list, projected: bool = False) -> None:
         """Update some parameters of a group (layer-wise mode) from their gradients, or from gradients already
         projected (``projected=True``), batched over weights of one shape."""
+        gi = next(i for i, g in enumerate(self.param_groups) if g is group)
+        self._step_group(gi, group, params, gradients, projected)
+
+    def _step_group(self, gi: int, group: dict, params: list, grads: list, projected: bool = False) -> None:
         with _tf32_matmuls(group.get("tf32", False)):
-            if "rank" in group and not projected:
-                for p, g in zip(params, gradients):
-                    self._refresh_if_due(p, group, g)
-            self._update_many(group, params, gradients if projected else self._projected(group, params, gradients))
+            if "rank" in group:
+                if not projected:
+                    for p, g in zip(params, grads):
+                        self._refresh_if_due(p, group, g)
+                left = self._stacked_step(gi, group, params, grads, projected)
+                params, grads = [params[i] for i in left], [grads[i] for i in left]
+            if params:
+                self._update_many(group, params, grads if projected else self._projected(group, params, grads))
 
     def _projected(self, group: dict, params: list, grads: list) -> list:
         """The gradients as the update takes them: projected, batched over weights of one shape, in a projected
@@ -241,58 +273,80 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         states = [self.state[p] for p in params]
         return project_many(grads, [st.get("P") for st in states], [st.get("Q") for st in states])
 
-    def _stacked_step(self, gi: int, group: dict, params: list) -> list:
-        """The step of the weights whose state can be stacked by shape (projected, fp32 weights and moments, one step
-        count per shape): a fixed number of batched operations, whatever the number of weights. Returns
-        the weights left to the per-weight path: all of them when a gradient is not finite (that path skips just
-        those; its norms cost the same one host sync as this one's)."""
-        if group.get("state_dtype", "float32") != "float32":
-            return params
-        by_shape, rest = defaultdict(list), []
-        for p in params:
+    def _slab(self, gi: int, group: dict, key: tuple) -> _Slab | None:
+        """The stacked state of the group's weights of ``key`` (shape, dtype, device, projected sides), built or
+        rebuilt when they or their state entries changed; None for a lone weight."""
+        shape, dtype, device, left, right = key
+        params = [p for p in group["params"] if p.shape == shape and p.dtype == dtype and p.device == device
+                  and ("P" in self.state[p]) == left and ("Q" in self.state[p]) == right]
+        if len(params) < 2:
+            return None
+        states = [self.state[p] for p in params]
+        slab = self._slabs.get((gi, *key))
+        if slab is None or not slab.holds(params, states):
+            slab = self._slabs[(gi, *key)] = _Slab.build(params, states, group)
+        return slab
+
+    def _stacked_step(self, gi: int, group: dict, params: list, grads: list, projected: bool) -> list[int]:
+        """The step of the weights whose state is stacked by shape (projected, fp32 or bf16 weights): a fixed number of
+        batched operations per run of consecutive rows of a slab with one step count (a whole shape in a normal
+        step; layer-wise updates take what backward has reached), whatever the number of weights. ``grads``: full
+        gradients, or projected ones. Returns the indices of the weights left to the per-weight path: all of them
+        when a gradient is not finite (that path skips just those; its norms cost the same one host sync)."""
+        by_key, left = defaultdict(list), []
+        for i, p in enumerate(params):
             st = self.state[p]
-            if p.dtype != torch.float32 or ("P" not in st and "Q" not in st):
-                rest.append(p)
+            if p.dtype not in (torch.float32, torch.bfloat16) or ("P" not in st and "Q" not in st):
+                left.append(i)
             else:
-                by_shape[(tuple(p.shape), p.device, "P" in st, "Q" in st)].append(p)
-        slabs = []
-        for key, ps in by_shape.items():
-            states = [self.state[p] for p in ps]
-            if len(ps) < 2 or len({st.get("step", 0) for st in states}) > 1:  # nothing to batch; an update skipped
-                rest += ps
+                by_key[(p.shape, p.dtype, p.device, "P" in st, "Q" in st)].append(i)
+        parts, Rs = [], []
+        for key, idx in by_key.items():
+            slab = self._slab(gi, group, key)
+            if slab is None:
+                left += idx
                 continue
-            slab = self._slabs.get((gi, *key))
-            if slab is None or not slab.holds(ps, states):
-                slab = self._slabs[(gi, *key)] = _Slab.build(ps, states, group)
-            slabs.append(slab)
-        if not slabs:
-            return params
-        Rs = [project_stacked([p.grad for p in sl.params], sl.tensors.get("P"), sl.tensors.get("Q")).flatten(1)
-              for sl in slabs]
+            row = {id(p): j for j, p in enumerate(slab.params)}
+            for run in _runs(sorted((row[id(params[i])], i) for i in idx)):
+                items = [i for _, i in run]
+                if len(items) < 2 or len({self.state[params[i]].get("step", 0) for i in items}) > 1:
+                    left += items  # nothing to batch; an update skipped
+                    continue
+                part = slab.rows(run[0][0], run[-1][0] + 1)
+                parts.append(part)
+                Rs.append(torch.stack([_flat32(grads[i]) for i in items]) if projected else project_stacked(
+                    [grads[i] for i in items], part.tensors.get("P"), part.tensors.get("Q")).flatten(1))
+        if not parts:
+            return list(range(len(params)))
         if not bool(torch.cat([torch.linalg.vector_norm(R, dim=1) for R in Rs]).isfinite().all()):
-            return params
-        self._update_slabs(group, slabs, Rs)
-        return rest
+            return list(range(len(params)))
+        self._update_slabs(group, parts, Rs)
+        return sorted(left)
 
     def _update_slabs(self, group: dict, slabs: list, Rs: list) -> None:
         """Natural-gradient transform, Adam and back-projection of the slabs' projected gradients (B x k each). The
         transform runs over slabs whose histories match together and Adam over all slabs of one step count, so only
-        the projections cost operations per shape."""
+        the projections and the weights' updates cost operations per shape. Moments stored in low precision are
+        decoded and encoded a slab at a time."""
         if group["history"]:
             Rs = self._transform_slabs(group, slabs, Rs)
         beta1, beta2 = group["betas"]
-        lr, wd, by_step = group["lr"], group["weight_decay"], defaultdict(list)
+        lr, wd, kind, by_step = group["lr"], group["weight_decay"], group.get("state_dtype", "float32"), defaultdict(list)
+        rounded = kind != "float32" or any(sl.params[0].dtype != torch.float32 for sl in slabs)
+        gen = self._rounding_generator(Rs[0].device) if rounded else None
         for i, slab in enumerate(slabs):
             by_step[self.state[slab.params[0]].get("step", 0) + 1].append(i)
         for step, idx in by_step.items():
             ts = [slabs[i].tensors for i in idx]
-            updates = _adam_direction([t["exp_avg"] for t in ts], [t["exp_avg_sq"] for t in ts], [Rs[i] for i in idx],
-                                      beta1, beta2, step, group["eps"])
-            if wd:
-                torch._foreach_mul_([p for i in idx for p in slabs[i].params], 1 - lr * wd)
+            moments = {key: [read_stacked(t, key, kind, Rs[i].shape[1]) for i, t in zip(idx, ts)] for key in MOMENTS}
+            updates = _adam_direction([m for m, _ in moments["exp_avg"]], [v for v, _ in moments["exp_avg_sq"]],
+                                      [Rs[i] for i in idx], beta1, beta2, step, group["eps"])
+            for key, read in moments.items():
+                for t, (_, buffer) in zip(ts, read):
+                    write_stacked(t, key, kind, buffer, gen)
             alpha = -lr * group["scale"] / (1 - beta1**step)
             for i, t, update in zip(idx, ts, updates):
-                add_projected_back_stacked(slabs[i].params, update, t.get("P"), t.get("Q"), alpha)
+                add_projected_back_stacked(slabs[i].params, update, t.get("P"), t.get("Q"), alpha, 1 - lr * wd, gen)
                 for p in slabs[i].params:
                     self.state[p]["step"] = step
 
@@ -346,7 +400,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         for p, R in zip(params, Rs):
             state = self.state[p]
             if "exp_avg" not in state:
-                init_moments(state, R.numel(), kind, R.device)
+                state.update(new_moments(R.numel(), kind, R.device))
             by_step[state.get("step", 0) + 1].append((p, R))
         for step, pairs in by_step.items():
             batch, size = [], 0
@@ -389,7 +443,12 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         elif exact:
             torch._foreach_add_([targets[j] for j in exact], [updates[j].view(targets[j].shape) for j in exact],
                                 alpha=alpha)
-        for j in sorted(set(range(len(pieces))) - set(exact)):  # low-precision weights: no fp32 master copy
+        low = sorted(set(range(len(pieces))) - set(exact))  # low-precision weights: no fp32 master copy
+        gen = self._rounding_generator(pieces[0][1].device) if low else None
+        rounded = [j for j in low if targets[j].dtype == torch.bfloat16 and not projected]
+        if rounded:  # unprojected bf16 pieces (embeddings, norms): one fp32 buffer, rounded at once
+            _add_rounded([targets[j] for j in rounded], [updates[j] for j in rounded], alpha, 1 - lr * wd, gen)
+        for j in sorted(set(low) - set(rounded)):
             t, w = targets[j], targets[j].float()
             if wd:
                 w.mul_(1 - lr * wd)
@@ -399,7 +458,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             else:
                 w.add_(updates[j].view(w.shape), alpha=alpha)
             # stochastic rounding: a step below half of bf16's spacing at the weight still moves it on average
-            t.copy_(round_to_bfloat16(w, self._rounding_generator(w.device)) if t.dtype == torch.bfloat16 else w)
+            t.copy_(round_to_bfloat16_(w.contiguous(), gen) if t.dtype == torch.bfloat16 else w)
 
     def _rounding_generator(self, device) -> torch.Generator:
         """One seeded generator per device for stochastic rounding: every DDP rank draws the same bits and

@@ -11,6 +11,7 @@ from collections import defaultdict
 
 import torch
 
+from .lowbit import round_to_bfloat16_
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
@@ -119,21 +120,22 @@ def project_back(R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None
 
 def add_projected_back(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
                        alpha: float) -> None:
-    """W += alpha * P R Q in place. For a weight of R's dtype the last product accumulates straight into W
-    (one GEMM, no full-size update tensor); otherwise the update is built in R's dtype and cast once."""
+    """W += alpha * P R Q in place, of one matrix or of a batch. For a weight of R's dtype the last product accumulates
+    straight into W (one GEMM, no full-size update tensor); otherwise the update is built in R's dtype and cast once."""
     if W.dtype != R.dtype:
         W.add_(project_back(R, P, Q).to(W.dtype), alpha=alpha)
         return
     P, Q = (P if P is None else P.to(R.dtype)), (Q if Q is None else Q.to(R.dtype))
+    addmm = W.baddbmm_ if W.dim() == 3 else W.addmm_
     if P is not None and Q is not None:  # the small product first: r x n or m x r, whichever is smaller
-        if W.shape[1] <= W.shape[0]:
-            W.addmm_(P, R @ Q, alpha=alpha)
+        if W.shape[-1] <= W.shape[-2]:
+            addmm(P, R @ Q, alpha=alpha)
         else:
-            W.addmm_(P @ R, Q, alpha=alpha)
+            addmm(P @ R, Q, alpha=alpha)
     elif P is not None:
-        W.addmm_(P, R, alpha=alpha)
+        addmm(P, R, alpha=alpha)
     elif Q is not None:
-        W.addmm_(R, Q, alpha=alpha)
+        addmm(R, Q, alpha=alpha)
     else:
         W.add_(R, alpha=alpha)
 
@@ -215,17 +217,29 @@ def projected_shape(shape, P: torch.Tensor | None, Q: torch.Tensor | None) -> tu
 
 
 def add_projected_back_stacked(Ws: list, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
-                               alpha: float) -> None:
-    """Ws[j] += alpha * P[j] R[j] Q[j] for weights of one shape and of R's dtype, with stacked projectors and R
-    (B x rm x rn, or flat B x k): one batched product and one multi-tensor add per BATCH_VALUES values of update."""
+                               alpha: float, decay: float = 1.0, generator: torch.Generator | None = None) -> None:
+    """Ws[j] = decay * Ws[j] + alpha * P[j] R[j] Q[j] for weights of one shape, with stacked projectors and R
+    (B x rm x rn, or flat B x k): one batched product and one multi-tensor add per BATCH_VALUES values of update.
+    fp32 weights (R's dtype) are updated in place; bf16 weights, which have no fp32 master copy, in an fp32 copy
+    of BATCH_VALUES values at a time, stored back with stochastic rounding (``generator``'s bits)."""
     m, n = Ws[0].shape
     R = R.view(len(Ws), *projected_shape((m, n), P, Q))
+    exact = Ws[0].dtype == R.dtype
+    if exact and decay != 1.0:
+        torch._foreach_mul_(Ws, decay)
     for lo, hi in _chunks(len(Ws), m * n):
-        if hi - lo == 1:  # alone in its batch: the last product accumulates straight into the weight
-            add_projected_back(Ws[lo], R[lo], _row(P, lo), _row(Q, lo), alpha)
-            continue
-        U = project_back(_rows(R, lo, hi), _rows(P, lo, hi), _rows(Q, lo, hi))
-        torch._foreach_add_(Ws[lo:hi], list(U.unbind(0)), alpha=alpha)
+        Rb, Pb, Qb = _rows(R, lo, hi), _rows(P, lo, hi), _rows(Q, lo, hi)
+        if exact and hi - lo == 1:  # alone in its batch: the last product accumulates straight into the weight
+            add_projected_back(Ws[lo], Rb[0], _row(Pb, 0), _row(Qb, 0), alpha)
+        elif exact:
+            torch._foreach_add_(Ws[lo:hi], list(project_back(Rb, Pb, Qb).unbind(0)), alpha=alpha)
+        else:
+            W = torch.empty((hi - lo, m, n), dtype=R.dtype, device=R.device)
+            torch._foreach_copy_(list(W.unbind(0)), Ws[lo:hi])
+            if decay != 1.0:
+                W.mul_(decay)
+            add_projected_back(W, Rb, Pb, Qb, alpha)
+            torch._foreach_copy_(Ws[lo:hi], list(round_to_bfloat16_(W, generator).unbind(0)))
 
 
 def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float) -> None:
