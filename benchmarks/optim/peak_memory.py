@@ -6,13 +6,14 @@ every row (AdamW and LoRA included), so rows differ only by what the mode and th
 ``--accum K`` takes K micro-batches per optimizer step (as a recipe with gradient accumulation does; layer-wise
 mode then only projects and sums on K - 1 of them); ``--profile`` adds what the GPU and the host did per step.
 
-    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 128] [--accum 1] [--profile] [--out peak_memory.json]
+    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 128] [--accum 1] [--steps 4] [--profile] [--out peak_memory.json]
 """
 from __future__ import annotations
 
 import argparse
 import gc
 import json
+import statistics
 import time
 
 import torch
@@ -81,7 +82,7 @@ def measure(kind: str, seq: int, rank: int, lean: bool, accum: int = 1, state_dt
         return time.perf_counter() - t0
 
     times = [one_step() for _ in range(steps)]
-    step = sum(times[1:]) / len(times[1:])  # the first step refreshes and allocates
+    step = statistics.median(times[1:])  # the first step refreshes and allocates; the median resists a busy host
     row = {"peak_gib": max(phases.values()), "peak_by_phase_gib": phases, "step_s": step,
            "tokens_per_s": accum * seq / step}
     if profile:
@@ -106,6 +107,7 @@ def main():
     ap.add_argument("--state-dtype", choices=["float32", "bfloat16", "float8"],
                     help="Adam moments of the low-rank rows (default: float8 in lean mode, else float32)")
     ap.add_argument("--profile", action="store_true", help="kernels, launches, host syncs and host time per step")
+    ap.add_argument("--steps", type=int, default=4, help="steps per row; tokens/s from the median of all but the first")
     args = ap.parse_args()
     plain = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
     lean = ["adamw", "natural-galore", "galore layer-wise", "natural-galore layer-wise", "lora r=16"]
@@ -118,7 +120,7 @@ def main():
                 continue
             try:
                 rows[f"{k} ({mode})"] = measure(k, args.seq, args.rank, mode == "lean", args.accum, args.state_dtype,
-                                                args.profile)
+                                                args.profile, args.steps)
             except ImportError as exc:
                 print(f"skip {k}: {exc}")
     base = rows.get("adamw (default)") or next(iter(rows.values()))
@@ -138,7 +140,7 @@ def main():
                                      ("calls", "top_ops_by_calls", "")):
                 print(f"  {title}: " + "; ".join(f"{name} {value:g}{unit}" for name, value in pr[key]))
     with open(args.out, "w") as fh:
-        json.dump({"seq": args.seq, "rank": args.rank, "accum": args.accum, "state_dtype": args.state_dtype,
+        json.dump({"seq": args.seq, "rank": args.rank, "accum": args.accum, "steps": args.steps, "state_dtype": args.state_dtype,
                    "device": torch.cuda.get_device_name(), "fused_kernels": fused,
                    "results": rows}, fh, indent=2)
 

@@ -95,7 +95,9 @@ class LayerwiseOptimizer:
         return hook
 
     def grad_norm(self) -> float:
-        """Norm of the gradients consumed since the last call (for logging), then reset."""
+        """Norm of the gradients consumed since the last call (for logging), then reset. Updates what is still
+        queued first (its norms are taken as it is clipped), as ``step()`` would."""
+        self._flush()
         value, self._sq_norm = math.sqrt(float(self._sq_norm)), 0.0
         return value
 
