@@ -213,7 +213,8 @@ def shared_shape_run(steps=30, per_weight=False, reload_at=None, tmp_path=None, 
     the final weights and the optimizer. ``per_weight``: the per-weight path only; ``reload_at``: a checkpoint
     round trip (torch.save / weights_only load into a new optimizer, the loaded state passed through ``edit``)."""
     torch.manual_seed(0)
-    ws = [nn.Parameter(torch.randn(s, dtype=dtype)) for s in [(24, 16)] * 5 + [(16, 40)] * 3 + [(8, 8)] + [(30, 16)] * 2]
+    shapes = [(24, 16)] * 5 + [(16, 40)] * 3 + [(8, 8)] + [(30, 16)] * 2
+    ws = [nn.Parameter(torch.randn(s, dtype=dtype)) for s in shapes]
     emb = nn.Parameter(torch.randn(50, 16, dtype=dtype))
     make = lambda: NaturalGaLoreAdamW([{"params": ws, "rank": 6, "update_proj_gap": 7, **group}, {"params": [emb]}],
                                       lr=1e-2, weight_decay=0.01, state_dtype=state_dtype)  # noqa: E731
@@ -442,14 +443,15 @@ def test_layerwise_steps_weights_of_one_shape_stacked(queue, monkeypatch):
 
     def run(stacked: bool):
         torch.manual_seed(0)
-        model = nn.Sequential(nn.Embedding(20, 16), nn.Flatten(), nn.Linear(64, 32),
-                              *[m for _ in range(5) for m in (nn.Tanh(), nn.Linear(32, 32))], nn.Tanh(), nn.Linear(32, 20))
+        hidden = [m for _ in range(5) for m in (nn.Tanh(), nn.Linear(32, 32))]
+        model = nn.Sequential(nn.Embedding(20, 16), nn.Flatten(), nn.Linear(64, 32), *hidden, nn.Tanh(), nn.Linear(32, 20))
         opt = NaturalGaLoreAdamW(build_param_groups(model, rank=4, targets=(r"^\d+$",), update_proj_gap=3), lr=1e-2)
         if not stacked:
             opt._stacked_step = lambda gi, g, params, grads, projected: list(range(len(params)))
         batches = []
         update = opt._update_slabs
-        opt._update_slabs = lambda group, slabs, Rs: (batches.extend(len(s.params) for s in slabs), update(group, slabs, Rs))
+        opt._update_slabs = lambda group, slabs, Rs: (batches.extend(len(s.params) for s in slabs),
+                                                      update(group, slabs, Rs))
         train(model, LayerwiseOptimizer(opt), 7)
         return list(model.parameters()), batches
 

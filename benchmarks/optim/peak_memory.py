@@ -6,7 +6,8 @@ every row (AdamW and LoRA included), so rows differ only by what the mode and th
 ``--accum K`` takes K micro-batches per optimizer step (as a recipe with gradient accumulation does; layer-wise
 mode then only projects and sums on K - 1 of them); ``--profile`` adds what the GPU and the host did per step.
 
-    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 128] [--accum 1] [--steps 4] [--profile] [--out peak_memory.json]
+    python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 128] [--accum 1] [--steps 4] [--profile]
+        [--out peak_memory.json]
 """
 from __future__ import annotations
 
@@ -140,7 +141,8 @@ def main():
                                      ("calls", "top_ops_by_calls", "")):
                 print(f"  {title}: " + "; ".join(f"{name} {value:g}{unit}" for name, value in pr[key]))
     with open(args.out, "w") as fh:
-        json.dump({"seq": args.seq, "rank": args.rank, "accum": args.accum, "steps": args.steps, "state_dtype": args.state_dtype,
+        json.dump({"seq": args.seq, "rank": args.rank, "accum": args.accum, "steps": args.steps,
+                   "state_dtype": args.state_dtype,
                    "device": torch.cuda.get_device_name(), "fused_kernels": fused,
                    "results": rows}, fh, indent=2)
 

@@ -4,7 +4,8 @@ their small projected gradients, small unprojected weights (norms) their gradien
 updated in one batch whenever it holds QUEUE_VALUES values (the rest when ``step()`` is called after
 backward): clipped together, then stepped as the normal mode steps them (weights of one shape stacked), with
 one host sync per batch, not per weight. A host sync inside backward stalls the GPU until the host has
-queued work again, so they are few. Large unprojected weights (embeddings) are updated in their hook, their gradient freed.
+queued work again, so they are few. Large unprojected weights (embeddings) are updated in their hook, their
+gradient freed.
 
 Unlike the peers it honours gradient accumulation: a projected weight's gradient is projected and
 summed in the low-rank space on every micro-batch (projection is linear, so the sum is exact) and

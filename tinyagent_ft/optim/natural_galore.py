@@ -331,7 +331,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if group["history"]:
             Rs = self._transform_slabs(group, slabs, Rs)
         beta1, beta2 = group["betas"]
-        lr, wd, kind, by_step = group["lr"], group["weight_decay"], group.get("state_dtype", "float32"), defaultdict(list)
+        lr, wd, kind = group["lr"], group["weight_decay"], group.get("state_dtype", "float32")
+        by_step = defaultdict(list)
         rounded = kind != "float32" or any(sl.params[0].dtype != torch.float32 for sl in slabs)
         gen = self._rounding_generator(Rs[0].device) if rounded else None
         for i, slab in enumerate(slabs):
