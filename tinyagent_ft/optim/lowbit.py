@@ -89,6 +89,18 @@ def _blocks(lo: int, hi: int) -> tuple[int, int]:
     return lo // BLOCK, -(-hi // BLOCK)
 
 
+def _decode(codes: torch.Tensor, scales: torch.Tensor, key: str) -> torch.Tensor:
+    """fp32 values of a moment's float8 blocks (..., BLOCK) and their scales (...): the second moment is stored as
+    its root."""
+    buffer = codes.float().mul_(scales[..., None])
+    return buffer.square_() if key == "exp_avg_sq" else buffer
+
+
+def _encode(buffer: torch.Tensor, key: str, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(codes, scales) of a ``_decode`` buffer (spent), one block per row."""
+    return Fp8Blocks.encode_blocks((buffer.sqrt_() if key == "exp_avg_sq" else buffer).view(-1, BLOCK), generator)
+
+
 def read_moments(states: list, key: str, kind: str, ranges: list) -> tuple[list, torch.Tensor | None]:
     """fp32 values [lo, hi) of a moment of each state, and the buffer holding them (None for float32, whose values
     are views of the stored tensors, so in-place updates land in the state). A float8 buffer keeps each piece's
@@ -102,9 +114,7 @@ def read_moments(states: list, key: str, kind: str, ranges: list) -> tuple[list,
     spans = [_blocks(lo, hi) for lo, hi in ranges]
     codes = torch.cat([st[key].view(torch.uint8)[b0:b1] for st, (b0, b1) in zip(states, spans)]).view(FP8)
     scales = torch.cat([st[key + "_scale"][b0:b1] for st, (b0, b1) in zip(states, spans)])
-    buffer = codes.float().mul_(scales[:, None])
-    if key == "exp_avg_sq":  # stored as its root
-        buffer.square_()
+    buffer = _decode(codes, scales, key)
     pieces = buffer.view(-1).split([BLOCK * (b1 - b0) for b0, b1 in spans])
     return [piece[:hi - lo] for piece, (lo, hi) in zip(pieces, ranges)], buffer
 
@@ -118,7 +128,7 @@ def write_moments(states: list, key: str, kind: str, ranges: list, buffer: torch
         rounded = round_to_bfloat16_(buffer, generator).split([hi - lo for lo, hi in ranges])
         torch._foreach_copy_([st[key][lo:hi] for st, (lo, hi) in zip(states, ranges)], list(rounded))
         return
-    codes, scales = Fp8Blocks.encode_blocks(buffer.sqrt_() if key == "exp_avg_sq" else buffer, generator)
+    codes, scales = _encode(buffer, key, generator)
     spans = [_blocks(lo, hi) for lo, hi in ranges]
     counts = [b1 - b0 for b0, b1 in spans]
     torch._foreach_copy_([st[key].view(torch.uint8)[b0:b1] for st, (b0, b1) in zip(states, spans)],
@@ -141,9 +151,7 @@ def read_stacked(tensors: dict, key: str, kind: str, k: int) -> tuple[torch.Tens
     if kind == "bfloat16":
         buffer = tensors[key].float()
         return buffer, buffer
-    buffer = tensors[key].float().mul_(tensors[key + "_scale"][..., None])
-    if key == "exp_avg_sq":  # stored as its root
-        buffer.square_()
+    buffer = _decode(tensors[key], tensors[key + "_scale"], key)
     values = buffer.view(buffer.shape[0], -1)
     return (values if values.shape[1] == k else values[:, :k]), buffer
 
@@ -156,7 +164,6 @@ def write_stacked(tensors: dict, key: str, kind: str, buffer: torch.Tensor | Non
     if kind == "bfloat16":
         tensors[key].copy_(round_to_bfloat16_(buffer, generator))
         return
-    codes, scales = Fp8Blocks.encode_blocks((buffer.sqrt_() if key == "exp_avg_sq" else buffer).view(-1, BLOCK),
-                                            generator)
+    codes, scales = _encode(buffer, key, generator)
     tensors[key].copy_(codes.view(tensors[key].shape))
     tensors[key + "_scale"].copy_(scales.view(tensors[key + "_scale"].shape))
