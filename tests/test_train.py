@@ -75,7 +75,7 @@ def test_unknown_key_lists_the_valid_ones(tmp_path):
         load_config(None, ["optimizer.lr"])
     with pytest.raises(ConfigError, match="tools=classifier needs prompt.classifier"):
         load_config(None, ["prompt.tools=classifier"])
-    for clash in ("training.packing=true", "model.gradient_checkpointing=true"):
+    for clash in ("training.packing=true", "model.gradient_checkpointing=true", "model.compile=true"):
         with pytest.raises(ConfigError, match="system_prompt_gradient=false reads the system prompt from a cache"):
             load_config(None, ["training.system_prompt_gradient=false", clash])
     assert load_config(None, ["optimizer.lr=3e-4", "prompt.negatives=0"]).optimizer.lr == 3e-4

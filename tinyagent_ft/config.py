@@ -26,7 +26,9 @@ class ModelConfig(Section):
     # auto: liger-kernel's fused linear cross-entropy, RMSNorm, SwiGLU and RoPE for Llama models on CUDA when
     # installed (`pip install 'tinyagent-ft[gpu]'`); true: required (an error when missing); false: off
     fused_kernels: bool | Literal["auto"] = "auto"
-    compile: bool = Field(False, description="torch.compile the model for training (the Trainer's torch_compile)")
+    compile: bool | Literal["auto"] = Field(
+        False, description="torch.compile each decoder layer for training (one compilation shared by the layers; with "
+                           "gradient checkpointing the recompute runs in the compiled backward); auto: on CUDA only")
 
 
 class DataConfig(Section):
@@ -134,9 +136,9 @@ class TrainingConfig(Section):
     report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard] or [wandb]; [] keeps runs offline")
     run_name: str | None = Field(None, description="run name shown by the trackers (default: output_dir)")
     memory: Literal["default", "lean"] = Field(
-        "default", description="lean: gradient checkpointing; for galore / natural_galore also bf16 weights updated with "
-                               "stochastic rounding, float8 Adam moments and layer-wise updates (one process); settings "
-                               "given explicitly win (README: Memory)")
+        "default", description="lean: gradient checkpointing and compiled layers (CUDA); for galore / natural_galore also "
+                               "bf16 weights updated with stochastic rounding, float8 Adam moments and layer-wise updates "
+                               "(one process); settings given explicitly win (README: Memory)")
 
     _trackers = field_validator("report_to", mode="before")(check_trackers)
 
@@ -168,7 +170,7 @@ class TrainConfig(Section):
         """Fill in what ``training.memory=lean`` implies wherever the config does not say otherwise."""
         if self.training.memory != "lean":
             return self
-        lean = [(self.model, "gradient_checkpointing", True)]
+        lean = [(self.model, "gradient_checkpointing", True), (self.model, "compile", "auto")]
         if self.optimizer.name in ("galore", "natural_galore"):  # the Trainer's AdamW would round bf16 weights
             lean += [(self.model, "dtype", "bfloat16"), (self.optimizer, "state_dtype", "float8"),
                      (self.optimizer, "layerwise", True)]
@@ -183,9 +185,11 @@ class TrainConfig(Section):
         if t.pack_tokens is not None and t.pack_tokens < self.data.max_length:
             raise ValueError(f"training.pack_tokens ({t.pack_tokens}) must be at least data.max_length "
                              f"({self.data.max_length}) so that every sample fits in a micro-batch")
-        if not t.system_prompt_gradient and (t.packing is True or self.model.gradient_checkpointing):
+        if not t.system_prompt_gradient and (t.packing is True or self.model.gradient_checkpointing
+                                             or self.model.compile is not False):
             raise ValueError("training.system_prompt_gradient=false reads the system prompt from a cache: it needs "
-                             "padded batches (training.packing=false) and model.gradient_checkpointing=false")
+                             "padded batches (training.packing=false), model.gradient_checkpointing=false and "
+                             "model.compile=false")
         return self
 
 

@@ -247,9 +247,10 @@ class PlannerTrainer(PlanOnlyLoss, AtomicCheckpoints, TiedWeights, Trainer):
             self.phases.end(None)
         was_training = model.training
         start = time.perf_counter()
-        results = Planner(model, v.tokenizer, v.builder).generate(
-            [e.query for e in v.examples], [e.date for e in v.examples], v.tools, v.max_new_tokens, v.batch_size,
-            constrain=v.constrain)
+        with torch.compiler.set_stance("force_eager"):  # compiled layers: each decode length would compile anew
+            results = Planner(model, v.tokenizer, v.builder).generate(
+                [e.query for e in v.examples], [e.date for e in v.examples], v.tools, v.max_new_tokens, v.batch_size,
+                constrain=v.constrain)
         model.train(was_training)
         report = score(v.examples, {e.id: r.text for e, r in zip(v.examples, results)}, catalog=v.builder.catalog)
         metrics = {f"{metric_key_prefix}_{k}": report["metrics"][k]
@@ -378,14 +379,14 @@ def training_arguments(cfg: TrainConfig, out: Path, micro_batch: int, eval_every
         disable_tqdm=True, include_num_input_tokens_seen="all" if packing else "non_padding",  # packs hold no padding
         logging_nan_inf_filter=False,  # its per-micro-batch check of the loss is a host sync
         train_sampling_strategy="random" if packing else "group_by_length", dataloader_pin_memory=device == "cuda",
-        ddp_find_unused_parameters=False, use_cpu=device == "cpu", torch_compile=cfg.model.compile)
+        ddp_find_unused_parameters=False, use_cpu=device == "cpu")
 
 
 def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: bool = True, log=print) -> dict:
     """Train per ``cfg``; returns a summary. ``resume``: None, "auto" (latest checkpoint) or a path."""
     from transformers import AutoConfig, set_seed
 
-    from .kernels import apply_fused_kernels
+    from .kernels import apply_fused_kernels, compile_layers, compile_mode
     from .models import resolve_model
 
     t, out = cfg.training, Path(cfg.training.output_dir)
@@ -398,8 +399,9 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
         # the Trainer would fall back to nn.DataParallel, whose replica threads lose the bf16 autocast
         raise ConfigError(f"{torch.cuda.device_count()} GPUs visible: launch with `torchrun --nproc_per_node "
                           f"{torch.cuda.device_count()} -m tinyagent_ft train ...`, or pick one with CUDA_VISIBLE_DEVICES=0")
+    compiled = compile_mode(cfg.model.compile, device)
     kernels = apply_fused_kernels(cfg.model.fused_kernels, device,  # before any model is built
-                                  AutoConfig.from_pretrained(resolve_model(cfg.model.name)).model_type)
+                                  AutoConfig.from_pretrained(resolve_model(cfg.model.name)).model_type, compiled)
     train_examples, val_examples = load_splits(cfg, catalog)
     classifier, index = load_retrievers(cfg, catalog)
     settings = PromptSettings(num_examples=cfg.prompt.num_examples if index else 0, guidelines=cfg.prompt.guidelines)
@@ -414,6 +416,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     varlen = packing and device == "cuda" and varlen_available()
     model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
+    compiled_layers = compile_layers(model) if compiled else 0
 
     tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, random.Random(t.seed))
     with progress_bar() as bar:
@@ -466,6 +469,7 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
                               "share_of_train_time": round(validation.seconds / seconds, 3) if seconds else None},
                "optimizer_state_bytes": state_bytes(trainer.optimizer),
                "optimizer_fallbacks": fallback_counts(trainer.optimizer), "packing": packing_info, "fused_kernels": kernels,
+               "compiled_layers": compiled_layers,
                "peak_memory_gb": phases.peak if phases else None,
                "peak_memory_gb_by_phase": {k: round(v, 2) for k, v in phases.gib.items()} if phases else None,
                "gpu_seconds_by_phase": {k: round(v, 2) for k, v in phases.seconds.items()} if phases else None}

@@ -1,12 +1,13 @@
 """What each part of lean mode costs: one full fine-tuning step of the TinyLlama-1.1B shape (random weights, bf16,
 1 x 2,048 tokens) with or without gradient checkpointing (HF's default non-reentrant, torch's reentrant, every
 other layer, or all but the last N layers) and liger-kernel's kernels (none, fused cross-entropy only, all), for
-AdamW and Natural GaLore (rank 128, float8 moments; layer-wise or not). liger-kernel patches the Llama classes for
-the whole process, so each LIGER setting runs in its own process. Prints one JSON line per row: median step ms
-over 5 steps after 2, the host's time to queue the step, peak GiB since the model was built.
+AdamW and Natural GaLore (rank 128, float8 moments; layer-wise or not), with or without each decoder layer
+compiled (`model.compile`). liger-kernel patches the Llama classes for the whole process, so each LIGER setting
+runs in its own process. Prints one JSON line per row: median step ms over 5 steps after 2 (the first compiles),
+the host's time to queue the step, peak GiB since the model was built.
 
     python benchmarks/optim/lean_variants.py LIGER ROW [ROW ...]
-        LIGER: none | ce | all       ROW: OPTIMIZER:CHECKPOINTING
+        LIGER: none | ce | all       ROW: OPTIMIZER:CHECKPOINTING[:compile]
         OPTIMIZER: adamw | ng | nglw (layer-wise)   CHECKPOINTING: none | all | reentrant | every2 | keepN
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from peak_memory import TINYLLAMA
 
+from tinyagent_ft.kernels import compile_layers
 from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
 
 
@@ -51,7 +53,7 @@ def checkpointing(model, how: str) -> None:
 
 
 def measure(row: str, steps: int = 7) -> dict:
-    name, how = row.split(":")
+    name, how, *compiled = row.split(":")
     gc.collect()
     torch.cuda.empty_cache()
     torch.manual_seed(0)
@@ -60,6 +62,8 @@ def measure(row: str, steps: int = 7) -> dict:
     model.config.use_cache = False
     torch.cuda.reset_peak_memory_stats()
     checkpointing(model, how)
+    if compiled == ["compile"]:
+        compile_layers(model)
     if name == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5)
     else:

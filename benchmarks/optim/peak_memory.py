@@ -4,10 +4,12 @@ default mode and in lean mode (`training.memory=lean`: gradient checkpointing, l
 cross-entropy where installed, and for GaLore / Natural GaLore float8 Adam moments). Weights are bf16 in
 every row (AdamW and LoRA included), so rows differ only by what the mode and the optimizer hold.
 ``--accum K`` takes K micro-batches per optimizer step (as a recipe with gradient accumulation does; layer-wise
-mode then only projects and sums on K - 1 of them); ``--profile`` adds what the GPU and the host did per step.
+mode then only projects and sums on K - 1 of them); ``--profile`` adds what the GPU and the host did per step;
+``--compile`` compiles each decoder layer in the lean rows (`model.compile`, lean mode's setting on CUDA), whose
+fused kernels are then the cross-entropy only.
 
     python benchmarks/optim/peak_memory.py [--seq 2048] [--rank 128] [--accum 1] [--steps 4] [--profile]
-        [--out peak_memory.json]
+        [--compile] [--out peak_memory.json]
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ from transformers import LlamaConfig, LlamaForCausalLM
 
 from common import profile_summary
 
-from tinyagent_ft.kernels import apply_fused_kernels
+from tinyagent_ft.kernels import apply_fused_kernels, compile_layers
 from tinyagent_ft.optim import LayerwiseOptimizer, NaturalGaLoreAdamW, build_param_groups
 
 TINYLLAMA = dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
@@ -46,7 +48,7 @@ def setup(kind: str, model, rank: int, lean: bool, accum: int, state_dtype: str 
 
 
 def measure(kind: str, seq: int, rank: int, lean: bool, accum: int = 1, state_dtype: str | None = None,
-            profile: bool = False, steps: int = 4) -> dict:
+            profile: bool = False, steps: int = 4, compiled: bool = False) -> dict:
     gc.collect()  # layer-wise hooks tie params and optimizer in a cycle: free the previous run first
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
@@ -60,6 +62,8 @@ def measure(kind: str, seq: int, rank: int, lean: bool, accum: int = 1, state_dt
         model.gradient_checkpointing_enable()
     opt, wrapped = setup(kind, model, rank, lean, accum, state_dtype)
     model = wrapped or model
+    if compiled:
+        compile_layers(model)
     torch.cuda.reset_peak_memory_stats()  # the model is built in fp32 on the GPU before its cast to bf16
     ids = torch.randint(0, 32000, (1, seq), device="cuda")
     times, phases = [], {"forward": 0.0, "backward": 0.0, "step": 0.0}
@@ -83,7 +87,7 @@ def measure(kind: str, seq: int, rank: int, lean: bool, accum: int = 1, state_dt
         return time.perf_counter() - t0
 
     times = [one_step() for _ in range(steps)]
-    step = statistics.median(times[1:])  # the first step refreshes and allocates; the median resists a busy host
+    step = statistics.median(times[1:])  # the first step refreshes, allocates, compiles; the median resists a busy host
     row = {"peak_gib": max(phases.values()), "peak_by_phase_gib": phases, "step_s": step,
            "tokens_per_s": accum * seq / step}
     if profile:
@@ -109,24 +113,26 @@ def main():
                     help="Adam moments of the low-rank rows (default: float8 in lean mode, else float32)")
     ap.add_argument("--profile", action="store_true", help="kernels, launches, host syncs and host time per step")
     ap.add_argument("--steps", type=int, default=4, help="steps per row; tokens/s from the median of all but the first")
+    ap.add_argument("--compile", action="store_true", help="lean rows: torch.compile each decoder layer")
     args = ap.parse_args()
     plain = ["adamw", "galore", "galore layer-wise", "natural-galore", "natural-galore layer-wise", "lora r=16"]
     lean = ["adamw", "natural-galore", "galore layer-wise", "natural-galore layer-wise", "lora r=16"]
     rows, fused = {}, None
     for mode, kinds in (("default", plain), ("lean", lean)):
         if mode == "lean":  # liger-kernel patches the Llama classes for the rest of the process: plain rows first
-            fused = apply_fused_kernels("auto", "cuda", "llama")
+            fused = apply_fused_kernels("auto", "cuda", "llama", compiled=args.compile)
         for k in kinds:
             if args.rows and f"{k} ({mode})" not in args.rows:
                 continue
             try:
                 rows[f"{k} ({mode})"] = measure(k, args.seq, args.rank, mode == "lean", args.accum, args.state_dtype,
-                                                args.profile, args.steps)
+                                                args.profile, args.steps, args.compile and mode == "lean")
             except ImportError as exc:
                 print(f"skip {k}: {exc}")
     base = rows.get("adamw (default)") or next(iter(rows.values()))
     print(f"full fine-tuning step, TinyLlama-1.1B shape, bf16 weights, {args.accum} x 1 x {args.seq} tokens, rank {args.rank}, "
-          f"{torch.cuda.get_device_name()}; lean: gradient checkpointing, float8 moments, fused CE: {fused or 'none'}")
+          f"{torch.cuda.get_device_name()}; lean: gradient checkpointing, float8 moments, fused CE: {fused or 'none'}"
+          + (", compiled layers" if args.compile else ""))
     print(f"{'optimizer (mode)':<36} {'peak GiB':>9} {'x AdamW':>8} {'fwd/bwd/step GiB':>18} {'tokens/s':>9} {'x AdamW':>8}")
     for k, r in rows.items():
         ph = "/".join(f"{v:.2f}" for v in r["peak_by_phase_gib"].values())
@@ -142,7 +148,7 @@ def main():
                 print(f"  {title}: " + "; ".join(f"{name} {value:g}{unit}" for name, value in pr[key]))
     with open(args.out, "w") as fh:
         json.dump({"seq": args.seq, "rank": args.rank, "accum": args.accum, "steps": args.steps,
-                   "state_dtype": args.state_dtype,
+                   "state_dtype": args.state_dtype, "compile_lean": args.compile,
                    "device": torch.cuda.get_device_name(), "fused_kernels": fused,
                    "results": rows}, fh, indent=2)
 
