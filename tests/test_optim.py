@@ -257,8 +257,10 @@ def test_stacked_low_precision_steps_as_the_per_weight_path(tmp_path, monkeypatc
     """bf16 weights (no fp32 master copy) and bf16 / float8 moments step stacked too, and resume. Stochastic rounding
     draws its bits in another order there than weight by weight: with the draws fixed (each value rounded up from
     halfway), the two paths agree to the bit."""
+    from tinyagent_ft.optim import lowbit
     monkeypatch.setattr(torch, "randint", lambda low, high, size, generator=None, **kw: torch.full(
         size, high // 2, dtype=kw["dtype"], device=kw.get("device")))
+    monkeypatch.setattr(lowbit, "rounding_bits", lambda index, seed, bits: torch.full_like(index, 1 << (bits - 1)))
     stacked, opt = shared_shape_run(dtype=dtype, state_dtype=state_dtype)
     per_weight, _ = shared_shape_run(per_weight=True, dtype=dtype, state_dtype=state_dtype)
     resumed, _ = shared_shape_run(reload_at=13, tmp_path=tmp_path, dtype=dtype, state_dtype=state_dtype)
@@ -337,6 +339,33 @@ def test_stochastic_rounding_to_bfloat16_is_unbiased():
         assert rounded.dtype == torch.bfloat16 and len(grid) == 2  # only the two neighbours
         assert abs(rounded.double().mean().item() - value) < 0.05 * (grid[1] - grid[0])
         assert x.to(torch.bfloat16).float().unique().numel() == 1  # round-to-nearest always picks one
+
+
+def test_fused_rounded_update_is_unbiased_split_invariant_and_compiles_to_the_same_bits():
+    """``add_rounded_`` (the bf16 weights' update): unbiased, its bits uniform, a tensor updated in pieces with their
+    offsets rounds as the whole, and the compiled kernel (here inductor's CPU code, Triton's on CUDA) gives the eager
+    result to the bit."""
+    from tinyagent_ft.optim import lowbit
+    seed = torch.tensor(12345)
+    bits = lowbit.rounding_bits(torch.arange(1 << 18), seed, 16).double() / (1 << 16)
+    assert abs(bits.mean().item() - 0.5) < 0.005 and abs(bits.var().item() - 1 / 12) < 0.002
+    for value, step in ((1.0, 1e-4), (-3.0, 3e-4)):  # steps well below half of bf16's spacing there
+        w = torch.full((200_000,), value, dtype=torch.bfloat16)
+        lowbit.add_rounded_(w, torch.full((200_000,), step), 1.0, 1.0, seed)
+        assert abs(w.double().mean().item() - value - step) < 0.05 * step
+    torch.manual_seed(0)
+    w, u = torch.randn(5000).to(torch.bfloat16), torch.randn(5000) * 1e-2
+    whole, pieces, compiled = w.clone(), w.clone(), w.clone()
+    lowbit.add_rounded_(whole, u, -0.3, 0.999, seed)
+    for lo, hi in ((0, 1234), (1234, 5000)):
+        lowbit.add_rounded_(pieces[lo:hi], u[lo:hi], -0.3, 0.999, seed, lo)
+    torch.compile(lowbit._add_rounded, dynamic=True, fullgraph=True)(compiled, u, -0.3, 0.999, seed, 0)
+    assert torch.equal(whole, pieces) and torch.equal(whole, compiled)
+    assert not torch.equal(whole, w) and (whole.float() - (0.999 * w.float() - 0.3 * u)).abs().max() < 2**-6
+    if torch.cuda.is_available():  # Triton's kernel, as the optimizer runs it on CUDA
+        on_gpu = w.cuda()
+        lowbit.add_rounded_(on_gpu, u.cuda(), -0.3, 0.999, seed.cuda())
+        assert torch.equal(on_gpu.cpu(), whole)
 
 
 def test_float8_blocks_round_trip_within_e4m3_precision_and_unbiased():

@@ -10,6 +10,7 @@ root, which halves the decades it spans.
 from __future__ import annotations
 
 import torch
+from torch.utils._triton import has_triton
 
 BLOCK = 256
 FP8 = torch.float8_e4m3fn
@@ -40,6 +41,55 @@ def round_to_bfloat16(x: torch.Tensor, generator: torch.Generator | None = None)
 def round_to_bfloat16_(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """``round_to_bfloat16`` that spends the contiguous fp32 tensor x (its bits are rounded in place)."""
     return stochastic_round_(x, 7, generator).to(torch.bfloat16)
+
+
+# bf16 weights without an fp32 master copy are updated by one fused kernel on CUDA: the fp32 update is read once and the
+# rounding's random bits are made in registers from a counter-based hash of each value's index and a seed (no noise
+# tensor, no fp32 copy of the weight), so the step's memory traffic and temporaries fall to the update itself.
+_MASK32 = 0xFFFFFFFF
+
+
+def rounding_bits(index: torch.Tensor, seed: torch.Tensor, bits: int) -> torch.Tensor:
+    """``bits`` uniform random bits for each entry of ``index`` (int64), from the seed (an int64 drawn from the
+    optimizer's generator): a 32-bit integer hash ("lowbias32" finalizer) of the index offset by the seed."""
+    x = (index * 0x9E3779B1 + seed) & _MASK32
+    x = x ^ (x >> 16)
+    x = (x * 0x7FEB352D) & _MASK32
+    x = x ^ (x >> 15)
+    x = (x * 0x846CA68B) & _MASK32  # wraps beyond int64 for large x; the low 32 bits are still right
+    x = x ^ (x >> 16)
+    return x & ((1 << bits) - 1)
+
+
+def _add_rounded(target: torch.Tensor, update: torch.Tensor, alpha: float, decay: float, seed: torch.Tensor,
+                 offset: int) -> None:
+    x = target.float() * decay + update.view(target.shape) * alpha
+    index = torch.arange(offset, offset + target.numel(), device=target.device).view(target.shape)
+    bits = (x.view(torch.int32) + rounding_bits(index, seed, 16).to(torch.int32)) & -(1 << 16)
+    target.copy_(bits.view(torch.float32))  # exact: the dropped bits are zero
+
+
+_compiled_add_rounded = None
+
+
+def add_rounded_(target: torch.Tensor, update: torch.Tensor, alpha: float, decay: float, seed: torch.Tensor,
+                 offset: int = 0) -> None:
+    """target = decay * target + alpha * update for a bf16 ``target`` and an fp32 ``update`` of as many values,
+    stored with stochastic rounding: a step below half of bf16's spacing at a weight still moves it on average.
+    The bits of value i come from ``rounding_bits(offset + i, seed)``, so pieces of a tensor updated apart with their
+    offsets round as the whole would. One compiled kernel on CUDA (where Triton is), torch operations elsewhere."""
+    global _compiled_add_rounded
+    if target.is_cuda and has_triton():
+        if _compiled_add_rounded is None:
+            _compiled_add_rounded = torch.compile(_add_rounded, dynamic=True, fullgraph=True)
+        _compiled_add_rounded(target, update, alpha, decay, seed, offset)
+    else:
+        _add_rounded(target, update, alpha, decay, seed, offset)
+
+
+def rounding_seed(generator: torch.Generator | None, device) -> torch.Tensor:
+    """A seed for ``add_rounded_`` drawn on ``device`` (no host sync)."""
+    return torch.randint(0, 1 << 32, (), device=device, dtype=torch.int64, generator=generator)
 
 
 class Fp8Blocks:

@@ -22,12 +22,12 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .lowbit import (MOMENTS, new_moments, read_moments, read_stacked, round_to_bfloat16_, write_moments,
+from .lowbit import (MOMENTS, add_rounded_, new_moments, read_moments, read_stacked, rounding_seed, write_moments,
                      write_stacked)
 from .natural import push_history, warn_once, woodbury_natural
 from . import projector
-from .projector import (METHODS, SIDES, add_projected_back, add_projected_back_many, add_projected_back_stacked,
-                        buckets, compute_projectors, project, project_many, project_stacked, projected_shape,
+from .projector import (METHODS, SIDES, add_projected_back_many, add_projected_back_stacked, buckets,
+                        compute_projectors, project, project_back, project_many, project_stacked, projected_shape,
                         sides_for)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -99,15 +99,11 @@ def _adam_direction(m: list, v: list, R: list, beta1: float, beta2: float, step:
 
 def _add_rounded(targets: list, updates: list, alpha: float, decay: float, generator: torch.Generator) -> None:
     """targets[j] = decay * targets[j] + alpha * updates[j] for bf16 tensors (no fp32 master copy) and fp32 updates of
-    as many values: in one fp32 buffer, stored back with stochastic rounding, so that a step below half of bf16's
-    spacing at the weight still moves it on average."""
-    sizes = [t.numel() for t in targets]
-    W = torch.cat([t.reshape(-1) for t in targets]).float()
-    if decay != 1.0:
-        W.mul_(decay)
-    torch._foreach_add_(list(W.split(sizes)), [u.reshape(-1) for u in updates], alpha=alpha)
-    torch._foreach_copy_(targets, [x.view(t.shape) for x, t in zip(round_to_bfloat16_(W, generator).split(sizes),
-                                                                    targets)])
+    as many values, with stochastic rounding (``add_rounded_``): one seed, each target's bits offset past the last's."""
+    seed, offset = rounding_seed(generator, targets[0].device), 0
+    for t, u in zip(targets, updates):
+        add_rounded_(t, u, alpha, decay, seed, offset)
+        offset += t.numel()
 
 
 def _upgrade_history(state: dict) -> None:
@@ -450,16 +446,14 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         if rounded:  # unprojected bf16 pieces (embeddings, norms): one fp32 buffer, rounded at once
             _add_rounded([targets[j] for j in rounded], [updates[j] for j in rounded], alpha, 1 - lr * wd, gen)
         for j in sorted(set(low) - set(rounded)):
-            t, w = targets[j], targets[j].float()
-            if wd:
-                w.mul_(1 - lr * wd)
+            t, update = targets[j], updates[j]
             if projected:
                 P, Q = states[j].get("P"), states[j].get("Q")
-                add_projected_back(w, updates[j].view(projected_shape(w.shape, P, Q)), P, Q, alpha)
-            else:
-                w.add_(updates[j].view(w.shape), alpha=alpha)
-            # stochastic rounding: a step below half of bf16's spacing at the weight still moves it on average
-            t.copy_(round_to_bfloat16_(w.contiguous(), gen) if t.dtype == torch.bfloat16 else w)
+                update = project_back(update.view(projected_shape(t.shape, P, Q)), P, Q)
+            if t.dtype == torch.bfloat16:
+                _add_rounded([t], [update], alpha, 1 - lr * wd, gen)
+            else:  # fp16: rounded to nearest
+                t.copy_(t.float().mul_(1 - lr * wd).add_(update.view(t.shape), alpha=alpha))
 
     def _rounding_generator(self, device) -> torch.Generator:
         """One seeded generator per device for stochastic rounding: every DDP rank draws the same bits and
