@@ -51,8 +51,9 @@ _MASK32 = 0xFFFFFFFF
 
 def rounding_bits(index: torch.Tensor, seed: torch.Tensor, bits: int) -> torch.Tensor:
     """``bits`` uniform random bits for each entry of ``index`` (int64), from the seed (an int64 drawn from the
-    optimizer's generator): a 32-bit integer hash ("lowbias32" finalizer) of the index offset by the seed."""
-    x = (index * 0x9E3779B1 + seed) & _MASK32
+    optimizer's generator): a 32-bit integer hash ("lowbias32" finalizer) of the index offset by the seed. The seed
+    is added first: a compiler may compute an index's own arithmetic in 32 bits."""
+    x = (index + seed) & _MASK32
     x = x ^ (x >> 16)
     x = (x * 0x7FEB352D) & _MASK32
     x = x ^ (x >> 15)
