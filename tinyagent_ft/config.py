@@ -136,9 +136,10 @@ class TrainingConfig(Section):
     report_to: list[str] = Field([], description="Trainer trackers, e.g. [tensorboard] or [wandb]; [] keeps runs offline")
     run_name: str | None = Field(None, description="run name shown by the trackers (default: output_dir)")
     memory: Literal["default", "lean"] = Field(
-        "default", description="lean: gradient checkpointing and compiled layers (CUDA); for galore / natural_galore also "
-                               "bf16 weights updated with stochastic rounding, float8 Adam moments and layer-wise updates "
-                               "(one process); settings given explicitly win (README: Memory)")
+        "default", description="lean: gradient checkpointing and compiled layers (CUDA); for galore / "
+                               "natural_galore also bf16 weights updated with stochastic rounding, float8 Adam "
+                               "moments and layer-wise updates (one process); settings given explicitly win "
+                               "(README: Memory)")
 
     _trackers = field_validator("report_to", mode="before")(check_trackers)
 

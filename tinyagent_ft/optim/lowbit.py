@@ -9,6 +9,8 @@ root, which halves the decades it spans.
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.utils._triton import has_triton
 
@@ -70,7 +72,9 @@ def _add_rounded(target: torch.Tensor, update: torch.Tensor, alpha: float, decay
     target.copy_(bits.view(torch.float32))  # exact: the dropped bits are zero
 
 
-_compiled_add_rounded = None
+@functools.cache
+def _compiled_add_rounded():
+    return torch.compile(_add_rounded, dynamic=True, fullgraph=True)
 
 
 def add_rounded_(target: torch.Tensor, update: torch.Tensor, alpha: float, decay: float, seed: torch.Tensor,
@@ -79,18 +83,18 @@ def add_rounded_(target: torch.Tensor, update: torch.Tensor, alpha: float, decay
     stored with stochastic rounding: a step below half of bf16's spacing at a weight still moves it on average.
     The bits of value i come from ``rounding_bits(offset + i, seed)``, so pieces of a tensor updated apart with their
     offsets round as the whole would. One compiled kernel on CUDA (where Triton is), torch operations elsewhere."""
-    global _compiled_add_rounded
-    if target.is_cuda and has_triton():
-        if _compiled_add_rounded is None:
-            _compiled_add_rounded = torch.compile(_add_rounded, dynamic=True, fullgraph=True)
-        _compiled_add_rounded(target, update, alpha, decay, seed, offset)
-    else:
-        _add_rounded(target, update, alpha, decay, seed, offset)
+    step = _compiled_add_rounded() if target.is_cuda and has_triton() else _add_rounded
+    step(target, update, alpha, decay, seed, offset)
 
 
-def rounding_seed(generator: torch.Generator | None, device) -> torch.Tensor:
-    """A seed for ``add_rounded_`` drawn on ``device`` (no host sync)."""
-    return torch.randint(0, 1 << 32, (), device=device, dtype=torch.int64, generator=generator)
+def add_rounded_many(targets: list, updates: list, alpha: float, decay: float,
+                     generator: torch.Generator | None) -> None:
+    """``add_rounded_`` of bf16 tensors (no fp32 master copy) and their fp32 updates: one seed drawn on the device (no
+    host sync), each target's bits offset past the previous one's."""
+    seed, offset = torch.randint(0, 1 << 32, (), device=targets[0].device, dtype=torch.int64, generator=generator), 0
+    for t, u in zip(targets, updates):
+        add_rounded_(t, u, alpha, decay, seed, offset)
+        offset += t.numel()
 
 
 class Fp8Blocks:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .lowbit import (MOMENTS, add_rounded_, new_moments, read_moments, read_stacked, rounding_seed, write_moments,
+from .lowbit import (MOMENTS, add_rounded_many, new_moments, read_moments, read_stacked, write_moments,
                      write_stacked)
 from .natural import push_history, warn_once, woodbury_natural
 from . import projector
@@ -95,15 +95,6 @@ def _adam_direction(m: list, v: list, R: list, beta1: float, beta2: float, step:
     torch._foreach_div_(denom, (1 - beta2**step) ** 0.5)
     torch._foreach_add_(denom, eps)
     return torch._foreach_div(m, denom)
-
-
-def _add_rounded(targets: list, updates: list, alpha: float, decay: float, generator: torch.Generator) -> None:
-    """targets[j] = decay * targets[j] + alpha * updates[j] for bf16 tensors (no fp32 master copy) and fp32 updates of
-    as many values, with stochastic rounding (``add_rounded_``): one seed, each target's bits offset past the last's."""
-    seed, offset = rounding_seed(generator, targets[0].device), 0
-    for t, u in zip(targets, updates):
-        add_rounded_(t, u, alpha, decay, seed, offset)
-        offset += t.numel()
 
 
 def _upgrade_history(state: dict) -> None:
@@ -443,15 +434,15 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         low = sorted(set(range(len(pieces))) - set(exact))  # low-precision weights: no fp32 master copy
         gen = self._rounding_generator(pieces[0][1].device) if low else None
         rounded = [j for j in low if targets[j].dtype == torch.bfloat16 and not projected]
-        if rounded:  # unprojected bf16 pieces (embeddings, norms): one fp32 buffer, rounded at once
-            _add_rounded([targets[j] for j in rounded], [updates[j] for j in rounded], alpha, 1 - lr * wd, gen)
+        if rounded:  # unprojected bf16 pieces (embeddings, norms)
+            add_rounded_many([targets[j] for j in rounded], [updates[j] for j in rounded], alpha, 1 - lr * wd, gen)
         for j in sorted(set(low) - set(rounded)):
             t, update = targets[j], updates[j]
             if projected:
                 P, Q = states[j].get("P"), states[j].get("Q")
                 update = project_back(update.view(projected_shape(t.shape, P, Q)), P, Q)
             if t.dtype == torch.bfloat16:
-                _add_rounded([t], [update], alpha, 1 - lr * wd, gen)
+                add_rounded_many([t], [update], alpha, 1 - lr * wd, gen)
             else:  # fp16: rounded to nearest
                 t.copy_(t.float().mul_(1 - lr * wd).add_(update.view(t.shape), alpha=alpha))
 

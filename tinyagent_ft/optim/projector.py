@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch
 
-from .lowbit import add_rounded_, rounding_seed
+from .lowbit import add_rounded_many
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
@@ -221,7 +221,8 @@ def add_projected_back_stacked(Ws: list, R: torch.Tensor, P: torch.Tensor | None
     """Ws[j] = decay * Ws[j] + alpha * P[j] R[j] Q[j] for weights of one shape, with stacked projectors and R
     (B x rm x rn, or flat B x k): one batched product and one multi-tensor add per BATCH_VALUES values of update.
     fp32 weights (R's dtype) are updated in place; bf16 weights, which have no fp32 master copy, from an fp32
-    update of BATCH_VALUES values at a time, with stochastic rounding (``add_rounded_``, seeded from ``generator``)."""
+    update of BATCH_VALUES values at a time, with stochastic rounding (``add_rounded_many``, seeded from
+    ``generator``)."""
     m, n = Ws[0].shape
     R = R.view(len(Ws), *projected_shape((m, n), P, Q))
     exact = Ws[0].dtype == R.dtype
@@ -234,9 +235,7 @@ def add_projected_back_stacked(Ws: list, R: torch.Tensor, P: torch.Tensor | None
         elif exact:
             torch._foreach_add_(Ws[lo:hi], list(project_back(Rb, Pb, Qb).unbind(0)), alpha=alpha)
         else:
-            seed = rounding_seed(generator, R.device)
-            for j, update in enumerate(project_back(Rb, Pb, Qb)):
-                add_rounded_(Ws[lo + j], update, alpha, decay, seed, j * m * n)
+            add_rounded_many(Ws[lo:hi], list(project_back(Rb, Pb, Qb).unbind(0)), alpha, decay, generator)
 
 
 def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float) -> None:
