@@ -16,9 +16,19 @@ def test_compile_setting():
     assert load_config(None, ["training.memory=lean"]).model.compile == "auto"
     assert load_config(None, ["training.memory=lean", "model.compile=false"]).model.compile is False
     assert load_config(None, []).model.compile is False
-    assert (compile_mode("auto", "cuda"), compile_mode("auto", "cpu"), compile_mode(True, "cpu")) == (True, False, True)
+    from torch.utils._triton import has_triton
+    assert compile_mode("auto", "cuda") == has_triton()  # CUDA kernels are Triton's
+    assert (compile_mode("auto", "cpu"), compile_mode(True, "cpu")) == (False, True)
     with pytest.raises(ConfigError, match="has no decoder layers to compile"):
         compile_layers(torch.nn.Linear(2, 2))
+
+
+def test_compile_without_a_compiler_is_a_one_line_error(monkeypatch):
+    import shutil
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    with pytest.raises(ConfigError, match=r"^model.compile=true needs a C\+\+ compiler on a CPU .*; use auto or false$"):
+        compile_mode(True, "cpu")
+    assert compile_mode(False, "cpu") is False
 
 
 @pytest.mark.slow

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
+import shutil
 import warnings
 
 from .config import ConfigError
@@ -46,10 +48,25 @@ def apply_fused_kernels(mode: bool | str, device: str, model_type: str, compiled
     return f"liger-kernel {version}"
 
 
+def _compiler_missing(device: str) -> str | None:
+    """What ``torch.compile`` lacks on ``device`` to build kernels, or None."""
+    if device.startswith("cuda"):
+        from torch.utils._triton import has_triton
+        return None if has_triton() else "needs Triton on CUDA (torch's CUDA wheels bring it)"
+    if any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "c++", "clang++")):
+        return None
+    return "needs a C++ compiler on a CPU (g++ or clang++ on PATH)"
+
+
 def compile_mode(mode: bool | str, device: str) -> bool:
-    """Whether ``model.compile`` compiles here: "auto" on CUDA only (on a CPU the compile takes longer than the
-    short runs it would speed up)."""
-    return device.startswith("cuda") if mode == "auto" else bool(mode)
+    """Whether ``model.compile`` compiles here: "auto" on CUDA where Triton is (on a CPU the compile takes longer
+    than the short runs it would speed up); True fails in one line where it cannot."""
+    missing = _compiler_missing(device) if mode else None
+    if mode == "auto":
+        return device.startswith("cuda") and missing is None
+    if mode and missing:
+        raise ConfigError(f"model.compile=true {missing}; use auto or false")
+    return bool(mode)
 
 
 def compile_layers(model) -> int:

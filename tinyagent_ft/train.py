@@ -417,6 +417,8 @@ def run_training(cfg: TrainConfig, resume: str | None = None, show_progress: boo
     model, tok = load_model(cfg, device, register_varlen_attention() if varlen else None)
     tok.padding_side = "right"  # training batches; the planner left-pads on its own
     compiled_layers = compile_layers(model) if compiled else 0
+    if compiled_layers:
+        log(f"compiling {compiled_layers} decoder layers (torch.compile): the first steps include the compilation")
 
     tools = training_tools(train_examples, cfg.prompt.tools, cfg.prompt.negatives, builder, random.Random(t.seed))
     with progress_bar() as bar:
