@@ -61,10 +61,10 @@ def _compiler_missing(device: str) -> str | None:
 def compile_mode(mode: bool | str, device: str) -> bool:
     """Whether ``model.compile`` compiles here: "auto" on CUDA where Triton is (on a CPU the compile takes longer
     than the short runs it would speed up); True fails in one line where it cannot."""
-    missing = _compiler_missing(device) if mode else None
     if mode == "auto":
-        return device.startswith("cuda") and missing is None
-    if mode and missing:
+        return device.startswith("cuda") and _compiler_missing(device) is None
+    missing = _compiler_missing(device) if mode else None
+    if missing:
         raise ConfigError(f"model.compile=true {missing}; use auto or false")
     return bool(mode)
 

@@ -30,18 +30,9 @@ def stochastic_round_(x: torch.Tensor, mantissa_bits: int, generator: torch.Gene
     return x
 
 
-def stochastic_round(x: torch.Tensor, mantissa_bits: int, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``stochastic_round_`` of an fp32 copy of x."""
-    return stochastic_round_(x.to(torch.float32, memory_format=torch.contiguous_format, copy=True), mantissa_bits,
-                             generator)
-
-
-def round_to_bfloat16(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    return stochastic_round(x, 7, generator).to(torch.bfloat16)
-
-
 def round_to_bfloat16_(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``round_to_bfloat16`` that spends the contiguous fp32 tensor x (its bits are rounded in place)."""
+    """bf16 values of the contiguous fp32 tensor x with stochastic rounding, spending x (its bits are rounded in
+    place)."""
     return stochastic_round_(x, 7, generator).to(torch.bfloat16)
 
 
