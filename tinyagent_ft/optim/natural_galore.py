@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from .lowbit import (MOMENTS, add_rounded_many, new_moments, read_moments, read_stacked, write_moments,
-                     write_stacked)
+from .lowbit import (MOMENTS, adam_float8_pieces, adam_float8_stacked, add_rounded_many, new_moments, read_moments,
+                     read_stacked, write_moments, write_stacked)
 from .natural import push_history, warn_once, woodbury_natural
 from . import projector
-from .projector import (METHODS, SIDES, add_projected_back_many, add_projected_back_stacked, buckets,
-                        compute_projectors, project, project_back, project_many, project_stacked, projected_shape,
-                        sides_for)
+from .projector import (METHODS, SIDES, add_projected_back_many, add_projected_back_stacked, add_projected_rounded_,
+                        buckets, compute_projectors, project_back, project_fp32, project_many, project_stacked,
+                        projected_shape, sides_for)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
@@ -326,12 +326,16 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             by_step[self.state[slab.params[0]].get("step", 0) + 1].append(i)
         for step, idx in by_step.items():
             ts = [slabs[i].tensors for i in idx]
-            moments = {key: [read_stacked(t, key, kind, Rs[i].shape[1]) for i, t in zip(idx, ts)] for key in MOMENTS}
-            updates = _adam_direction([m for m, _ in moments["exp_avg"]], [v for v, _ in moments["exp_avg_sq"]],
-                                      [Rs[i] for i in idx], beta1, beta2, step, group["eps"])
-            for key, read in moments.items():
-                for t, (_, buffer) in zip(ts, read):
-                    write_stacked(t, key, kind, buffer, gen)
+            if kind == "float8":
+                updates = [adam_float8_stacked(t, Rs[i], group["betas"], step, group["eps"], gen)
+                           for i, t in zip(idx, ts)]
+            else:
+                moments = {key: [read_stacked(t, key, kind) for t in ts] for key in MOMENTS}
+                updates = _adam_direction([m for m, _ in moments["exp_avg"]], [v for v, _ in moments["exp_avg_sq"]],
+                                          [Rs[i] for i in idx], beta1, beta2, step, group["eps"])
+                for key, read in moments.items():
+                    for t, (_, buffer) in zip(ts, read):
+                        write_stacked(t, key, kind, buffer, gen)
             alpha = -lr * group["scale"] / (1 - beta1**step)
             for i, t, update in zip(idx, ts, updates):
                 add_projected_back_stacked(slabs[i].params, update, t.get("P"), t.get("Q"), alpha, 1 - lr * wd, gen)
@@ -412,16 +416,24 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         lr, wd, kind = group["lr"], group["weight_decay"], group.get("state_dtype", "float32")
         gen = self._rounding_generator(pieces[0][1].device) if kind != "float32" else None
         states = [self.state[p] for p, *_ in pieces]
-        R = [_flat32(g, lo, hi) for (_, g, lo, hi) in pieces]
         ranges = [(lo, hi) for *_, lo, hi in pieces]
-        (m, m_buffer), (v, v_buffer) = (read_moments(states, key, kind, ranges) for key in MOMENTS)
-        updates = _adam_direction(m, v, R, beta1, beta2, step, group["eps"])
-        write_moments(states, "exp_avg", kind, ranges, m_buffer, gen)
-        write_moments(states, "exp_avg_sq", kind, ranges, v_buffer, gen)
         bc1 = 1 - beta1**step
         projected = "rank" in group  # then each piece is a whole projected gradient, and its weight the target
         alpha = -lr * group["scale"] / bc1 if projected else -lr / bc1
         targets = [p if projected else _piece(p, lo, hi) for p, _, lo, hi in pieces]
+        if kind == "float8":  # gradients in their own dtype: the fused step reads them once
+            grads = [g.reshape(-1)[lo:hi] for _, g, lo, hi in pieces]
+            if not projected and all(t.dtype == torch.bfloat16 for t in targets):  # the weights too, in that pass
+                adam_float8_pieces(states, grads, ranges, group["betas"], step, group["eps"], gen, targets, alpha,
+                                   1 - lr * wd)
+                return
+            updates = adam_float8_pieces(states, grads, ranges, group["betas"], step, group["eps"], gen)
+        else:
+            (m, m_buffer), (v, v_buffer) = (read_moments(states, key, kind, ranges) for key in MOMENTS)
+            updates = _adam_direction(m, v, [_flat32(g, lo, hi) for (_, g, lo, hi) in pieces], beta1, beta2, step,
+                                      group["eps"])
+            write_moments(states, "exp_avg", kind, ranges, m_buffer, gen)
+            write_moments(states, "exp_avg_sq", kind, ranges, v_buffer, gen)
         exact = [j for j, t in enumerate(targets) if t.dtype in (torch.float32, torch.float64)]
         if wd and exact:
             torch._foreach_mul_([targets[j] for j in exact], 1 - lr * wd)
@@ -436,15 +448,16 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         rounded = [j for j in low if targets[j].dtype == torch.bfloat16 and not projected]
         if rounded:  # unprojected bf16 pieces (embeddings, norms)
             add_rounded_many([targets[j] for j in rounded], [updates[j] for j in rounded], alpha, 1 - lr * wd, gen)
-        for j in sorted(set(low) - set(rounded)):
+        for j in sorted(set(low) - set(rounded)):  # projected bf16 weights, and fp16 ones
             t, update = targets[j], updates[j]
             if projected:
                 P, Q = states[j].get("P"), states[j].get("Q")
-                update = project_back(update.view(projected_shape(t.shape, P, Q)), P, Q)
-            if t.dtype == torch.bfloat16:
-                add_rounded_many([t], [update], alpha, 1 - lr * wd, gen)
-            else:  # fp16: rounded to nearest
-                t.copy_(t.float().mul_(1 - lr * wd).add_(update.view(t.shape), alpha=alpha))
+                update = update.view(projected_shape(t.shape, P, Q))
+                if t.dtype == torch.bfloat16:
+                    add_projected_rounded_(t, update, P, Q, alpha, 1 - lr * wd, gen)
+                    continue
+                update = project_back(update, P, Q)
+            t.copy_(t.float().mul_(1 - lr * wd).add_(update.view(t.shape), alpha=alpha))  # fp16: rounded to nearest
 
     def _rounding_generator(self, device) -> torch.Generator:
         """One seeded generator per device for stochastic rounding: every DDP rank draws the same bits and
@@ -458,7 +471,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         """Projected fp32 gradient, refreshing the subspace first when one is due at ``step``."""
         self._refresh_if_due(p, group, grad, step)
         state = self.state[p]
-        return project(grad.float(), state.get("P"), state.get("Q"))
+        return project_fp32(grad, state.get("P"), state.get("Q"))
 
     def _refresh_if_due(self, p: torch.Tensor, group: dict, grad: torch.Tensor, step: int | None = None) -> None:
         """A new subspace from ``grad`` when one is due at ``step`` (default: the weight's next step)."""

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch
 
-from .lowbit import add_rounded_many
+from .lowbit import _add_rounded, add_rounded_many, fused
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
@@ -118,6 +118,30 @@ def project_back(R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None
     return G if P is None else P.to(R.dtype) @ G
 
 
+def _project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
+    return project(G.float(), P, Q)
+
+
+def project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
+    """``project`` of G's values in fp32 (G in any float dtype, one matrix): the casts and both products in one
+    compiled call on CUDA, where eagerly they are five."""
+    return fused(_project_fp32, G.device)(G, P, Q)
+
+
+def _add_projected_rounded(target: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
+                           alpha: float, decay: float, seed: torch.Tensor) -> None:
+    _add_rounded(target, project_back(R, P, Q).view(-1), alpha, decay, seed, 0)
+
+
+def add_projected_rounded_(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
+                           alpha: float, decay: float, generator: torch.Generator | None) -> None:
+    """W = decay * W + alpha * P R Q for a bf16 weight W (no fp32 master copy) and R of the projected shape,
+    stochastically rounded as ``add_rounded_many`` rounds ``[W]``: the back-projection and the rounded update in one
+    compiled call on CUDA, its only temporary the fp32 update."""
+    seed = torch.randint(0, 1 << 32, (), device=W.device, dtype=torch.int64, generator=generator)
+    fused(_add_projected_rounded, W.device)(W.view(-1), R, P, Q, alpha, decay, seed)
+
+
 def add_projected_back(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
                        alpha: float) -> None:
     """W += alpha * P R Q in place, of one matrix or of a batch. For a weight of R's dtype the last product accumulates
@@ -190,7 +214,7 @@ def project_stacked(Gs: list, P: torch.Tensor | None, Q: torch.Tensor | None) ->
     out = []
     for lo, hi in _chunks(len(Gs), m * n):
         if hi - lo == 1:  # a matrix that fills a batch alone: no copy into a batch
-            out.append(project(Gs[lo].float(), _row(P, lo), _row(Q, lo))[None])
+            out.append(project_fp32(Gs[lo], _row(P, lo), _row(Q, lo))[None])
             continue
         G = torch.empty((hi - lo, m, n), dtype=torch.float32, device=Gs[0].device)
         torch._foreach_copy_(list(G.unbind(0)), Gs[lo:hi])  # one multi-tensor copy, converting bf16 on the way
@@ -203,7 +227,7 @@ def project_many(Gs: list, Ps: list, Qs: list) -> list[torch.Tensor]:
     out = [None] * len(Gs)
     for idx in _same_shapes(Gs, Ps, Qs):
         if len(idx) == 1:
-            out[idx[0]] = project(Gs[idx[0]].float(), Ps[idx[0]], Qs[idx[0]])
+            out[idx[0]] = project_fp32(Gs[idx[0]], Ps[idx[0]], Qs[idx[0]])
             continue
         R = project_stacked([Gs[i] for i in idx], _stacked(Ps, idx), _stacked(Qs, idx))
         for j, i in enumerate(idx):
@@ -234,8 +258,10 @@ def add_projected_back_stacked(Ws: list, R: torch.Tensor, P: torch.Tensor | None
             add_projected_back(Ws[lo], Rb[0], _row(Pb, 0), _row(Qb, 0), alpha)
         elif exact:
             torch._foreach_add_(Ws[lo:hi], list(project_back(Rb, Pb, Qb).unbind(0)), alpha=alpha)
+        elif hi - lo == 1:
+            add_projected_rounded_(Ws[lo], Rb[0], _row(Pb, 0), _row(Qb, 0), alpha, decay, generator)
         else:
-            add_rounded_many(Ws[lo:hi], list(project_back(Rb, Pb, Qb).unbind(0)), alpha, decay, generator)
+            add_rounded_many(Ws[lo:hi], project_back(Rb, Pb, Qb), alpha, decay, generator)
 
 
 def add_projected_back_many(Ws: list, Rs: list, Ps: list, Qs: list, alpha: float) -> None:
