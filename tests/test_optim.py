@@ -380,7 +380,7 @@ def test_compiled_projection_and_rounded_back_projection_match_eager():
     R = projector.project(G.float(), P, Q)
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     for device in devices:
-        compiled = (torch.compile(projector._project_fp32, dynamic=True) if device == "cpu"
+        compiled = (torch.compile(projector._project_fp32, dynamic=True, fullgraph=True) if device == "cpu"
                     else lambda *a: projector.project_fp32(*a))
         torch.testing.assert_close(compiled(*(t.to(device) for t in (G, P, Q))).cpu(), R, rtol=1e-5, atol=1e-6)
         if device == "cpu":
@@ -392,7 +392,7 @@ def test_compiled_projection_and_rounded_back_projection_match_eager():
         if device == "cpu":
             assert torch.equal(fused, eager) and not torch.equal(fused, W)
             inductor, seed = W.clone(), torch.randint(0, 1 << 32, (), generator=torch.Generator().manual_seed(1))
-            torch.compile(projector._add_projected_rounded, dynamic=True)(inductor.view(-1), R, P, Q, -0.3, 0.99, seed)
+            torch.compile(projector._add_projected_rounded, dynamic=True, fullgraph=True)(inductor.view(-1), R, P, Q, -0.3, 0.99, seed)
             assert torch.equal(inductor, eager)
         else:  # another generator stream and GEMM: the same update, within one bf16 step of each value
             assert ((fused.cpu().float() - eager.float()).abs() <= eager.float().abs() * 2**-7).all()
@@ -431,15 +431,11 @@ def test_float8_adam_step_is_adams_and_compiles_to_the_same_bits():
     state = lowbit.new_moments(blocks * lowbit.BLOCK, "float8", "cpu")
     moments = [(state[k], state[k + "_scale"]) for k in lowbit.MOMENTS]
     for step in (1, 2, 3):
-        grad = torch.randn(blocks, lowbit.BLOCK) * torch.logspace(-4, 0, lowbit.BLOCK)
-        m = lowbit.decode_float8(*moments[0]).lerp(grad, 1 - betas[0])
-        root = (lowbit.decode_float8(*moments[1]).square() * betas[1] + grad.square() * (1 - betas[1])).sqrt()
+        grad = (torch.randn(blocks, lowbit.BLOCK) * torch.logspace(-4, 0, lowbit.BLOCK)).to(torch.bfloat16)
         before = {k: t.clone() for k, t in state.items()}
-        direction = lowbit.adam_float8_(grad.to(torch.bfloat16), *moments, betas, step, eps,
-                                        torch.Generator().manual_seed(step))
-        grad = grad.to(torch.bfloat16).float()  # as the step reads it
-        m = lowbit.decode_float8(*(t.clone() for t in (before["exp_avg"], before["exp_avg_scale"]))).lerp(
-            grad, 1 - betas[0])
+        direction = lowbit.adam_float8_(grad, *moments, betas, step, eps, torch.Generator().manual_seed(step))
+        grad = grad.float()  # as the step reads it
+        m = lowbit.decode_float8(before["exp_avg"], before["exp_avg_scale"]).lerp(grad, 1 - betas[0])
         root = (lowbit.decode_float8(before["exp_avg_sq"], before["exp_avg_sq_scale"]).square() * betas[1]
                 + grad.square() * (1 - betas[1])).sqrt()
         torch.testing.assert_close(direction, m / (root / (1 - betas[1] ** step) ** 0.5 + eps), rtol=1e-5, atol=0)
@@ -461,6 +457,15 @@ def test_float8_adam_step_is_adams_and_compiles_to_the_same_bits():
     for key in lowbit.MOMENTS:
         torch.testing.assert_close(st_c[key + "_scale"], st_e[key + "_scale"], rtol=1e-6, atol=0)
         assert (st_c[key] != st_e[key]).float().mean() < 0.01
+    weights = []  # and with a bf16 weight updated in the same pass: the direction's update, one rounding of each
+    for fn in (lowbit._adam_float8_into, torch.compile(lowbit._adam_float8_into, dynamic=True, fullgraph=True)):
+        st, w = {k: t.clone() for k, t in before.items()}, torch.ones(grad.numel() - 100, dtype=torch.bfloat16)
+        fn(w, grad.view(-1), *(st[k].view(-1) for k in ("exp_avg", "exp_avg_scale", "exp_avg_sq", "exp_avg_sq_scale")),
+           *betas, (1 - betas[1] ** 3) ** -0.5, eps, torch.tensor(5), torch.tensor(7), -1e-3, 0.999, torch.tensor(9))
+        weights.append(w.float())
+    expected = 0.999 - 1e-3 * eager[:len(weights[0])]
+    assert all(((w - expected).abs() <= 2**-8 * 1.01).all() for w in weights)  # one bf16 step below 1.0 at most
+    assert (weights[0] != weights[1]).float().mean() < 0.01
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float8"])
