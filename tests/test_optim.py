@@ -359,7 +359,7 @@ def test_fused_rounded_update_is_unbiased_split_invariant_and_compiles_to_the_sa
     lowbit.add_rounded_(whole, u, -0.3, 0.999, seed)
     for lo, hi in ((0, 1234), (1234, 5000)):
         lowbit.add_rounded_(pieces[lo:hi], u[lo:hi], -0.3, 0.999, seed, lo)
-    torch.compile(lowbit._add_rounded, dynamic=True, fullgraph=True)(compiled, u, -0.3, 0.999, seed, 0)
+    torch.compile(lowbit.add_rounded_flat, dynamic=True, fullgraph=True)(compiled, u, -0.3, 0.999, seed, 0)
     assert torch.equal(whole, pieces) and torch.equal(whole, compiled)
     assert not torch.equal(whole, w) and (whole.float() - (0.999 * w.float() - 0.3 * u)).abs().max() < 2**-6
     if torch.cuda.is_available():  # Triton's kernel, as the optimizer runs it on CUDA

@@ -55,9 +55,10 @@ def rounding_bits(index: torch.Tensor, seed: torch.Tensor, bits: int) -> torch.T
     return x & ((1 << bits) - 1)
 
 
-def _add_rounded(target: torch.Tensor, update: torch.Tensor, alpha: float, decay: float, seed: torch.Tensor,
-                 offset: int) -> None:
-    """``add_rounded_`` of flat tensors."""
+def add_rounded_flat(target: torch.Tensor, update: torch.Tensor, alpha: float, decay: float, seed: torch.Tensor,
+                     offset: int) -> None:
+    """``add_rounded_`` of flat tensors: the building block that compiled functions (here and in ``projector``) end
+    with."""
     x = target.float() * decay + update * alpha
     index = torch.arange(offset, offset + target.numel(), device=target.device)
     bits = (x.view(torch.int32) + rounding_bits(index, seed, 16).to(torch.int32)) & -(1 << 16)
@@ -89,7 +90,7 @@ def add_rounded_(target: torch.Tensor, update: torch.Tensor, alpha: float, decay
     stored with stochastic rounding: a step below half of bf16's spacing at a weight still moves it on average.
     The bits of value i come from ``rounding_bits(offset + i, seed)``, so pieces of a tensor updated apart with their
     offsets round as the whole would. One compiled kernel on CUDA (where Triton is), torch operations elsewhere."""
-    fused(_add_rounded, target.device)(target.view(-1), update.view(-1), alpha, decay, seed, offset)
+    fused(add_rounded_flat, target.device)(target.view(-1), update.view(-1), alpha, decay, seed, offset)
 
 
 def add_rounded_many(targets: list, updates: list | torch.Tensor, alpha: float, decay: float,
@@ -121,13 +122,12 @@ def decode_float8(codes: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return codes.float() * scales[..., None]
 
 
-def encode_float8_(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, seed: torch.Tensor,
-                   offset: int = 0) -> None:
+def encode_float8_(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, seed: torch.Tensor) -> None:
     """Store fp32 values x (..., BLOCK) into ``codes`` and ``scales`` in place, rounded stochastically to e4m3's three
-    mantissa bits with the bits of ``rounding_bits(offset + i, seed)``: unbiased where e4m3 is normal, 2**-6 of the
-    block's maximum and above."""
+    mantissa bits with the bits of ``rounding_bits(i, seed)``: unbiased where e4m3 is normal, 2**-6 of the block's
+    maximum and above."""
     scale = x.abs().amax(-1, keepdim=True).clamp_min(1e-30) / FP8_MAX
-    index = torch.arange(offset, offset + x.numel(), device=x.device).view(x.shape)
+    index = torch.arange(x.numel(), device=x.device).view(x.shape)
     up = ((x / scale).view(torch.int32) + rounding_bits(index, seed, 20).to(torch.int32)) & -(1 << 20)
     codes.copy_(up.view(torch.float32).clamp(-FP8_MAX, FP8_MAX).to(FP8))
     scales.copy_(scale.squeeze(-1))
@@ -153,9 +153,9 @@ def _adam_float8_into(target: torch.Tensor, g: torch.Tensor, m_codes: torch.Tens
                       v_codes: torch.Tensor, v_scales: torch.Tensor, beta1: float, beta2: float, correction: float,
                       eps: float, m_seed: torch.Tensor, v_seed: torch.Tensor, alpha: float, decay: float,
                       seed: torch.Tensor) -> None:
-    """``_adam_float8``, its directions added at once into the flat bf16 ``target`` (``_add_rounded``)."""
+    """``_adam_float8``, its directions added at once into the flat bf16 ``target`` (``add_rounded_flat``)."""
     direction = _adam_float8(g, m_codes, m_scales, v_codes, v_scales, beta1, beta2, correction, eps, m_seed, v_seed)
-    _add_rounded(target, direction[:target.numel()], alpha, decay, seed, 0)
+    add_rounded_flat(target, direction[:target.numel()], alpha, decay, seed, 0)
 
 
 def adam_float8_(g: torch.Tensor, m: tuple, v: tuple, betas: tuple, step: int, eps: float,
@@ -220,7 +220,8 @@ def adam_float8_pieces(states: list, grads: list, ranges: list, betas: tuple, st
     if len(states) == 1:
         (st,), (b0, b1) = states, spans[0]
         out = adam_float8_(_as_blocks(grads[0], b1 - b0), *((st[key][b0:b1], st[key + "_scale"][b0:b1])
-                           for key in MOMENTS), betas, step, eps, generator, targets and targets[0], **update)
+                           for key in MOMENTS), betas, step, eps, generator, targets[0] if targets else None,
+                           **update)
         return None if targets else [out.view(-1)[:grads[0].numel()]]
     g = torch.cat([_as_blocks(x, n) for x, n in zip(grads, counts)])
     codes = {key: torch.cat([st[key].view(torch.uint8)[b0:b1] for st, (b0, b1) in zip(states, spans)]).view(FP8)

@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch
 
-from .lowbit import _add_rounded, add_rounded_many, fused
+from .lowbit import add_rounded_flat, add_rounded_many, fused
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
@@ -130,7 +130,7 @@ def project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None
 
 def _add_projected_rounded(target: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
                            alpha: float, decay: float, seed: torch.Tensor) -> None:
-    _add_rounded(target, project_back(R, P, Q).view(-1), alpha, decay, seed, 0)
+    add_rounded_flat(target, project_back(R, P, Q).view(-1), alpha, decay, seed, 0)
 
 
 def add_projected_rounded_(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
