@@ -392,7 +392,8 @@ def test_compiled_projection_and_rounded_back_projection_match_eager():
         if device == "cpu":
             assert torch.equal(fused, eager) and not torch.equal(fused, W)
             inductor, seed = W.clone(), torch.randint(0, 1 << 32, (), generator=torch.Generator().manual_seed(1))
-            torch.compile(projector._add_projected_rounded, dynamic=True, fullgraph=True)(inductor.view(-1), R, P, Q, -0.3, 0.99, seed)
+            compiled_update = torch.compile(projector._add_projected_rounded, dynamic=True, fullgraph=True)
+            compiled_update(inductor.view(-1), R, P, Q, -0.3, 0.99, seed)
             assert torch.equal(inductor, eager)
         else:  # another generator stream and GEMM: the same update, within one bf16 step of each value
             assert ((fused.cpu().float() - eager.float()).abs() <= eager.float().abs() * 2**-7).all()
@@ -421,7 +422,7 @@ def test_float8_blocks_round_trip_within_e4m3_precision_and_unbiased():
     assert abs(decoded[value != 1.75].double().mean().item() - (1.0 + 2**-6)) < 2e-3  # unbiased on average
 
 
-def test_float8_adam_step_is_adams_and_compiles_to_the_same_bits():
+def test_float8_adam_step_is_adams_and_its_compiled_kernel_matches_eager():
     """``adam_float8_``: each step is fp32 Adam's from the decoded moments, whose new values are stored within e4m3's
     precision (the second moment as its root), and the compiled kernel (inductor's CPU code here, Triton's on CUDA)
     gives the eager result to float rounding."""
