@@ -55,6 +55,13 @@ def rounding_bits(index: torch.Tensor, seed: torch.Tensor, bits: int) -> torch.T
     return x & ((1 << bits) - 1)
 
 
+def rounding_seeds(device, generator: torch.Generator | None, count: int | None = None) -> torch.Tensor:
+    """Seeds for ``rounding_bits`` drawn on the device from the optimizer's generator (no host sync): one (0-d), or
+    ``count`` of them."""
+    return torch.randint(0, 1 << 32, () if count is None else (count,), device=device, dtype=torch.int64,
+                         generator=generator)
+
+
 def add_rounded_flat(target: torch.Tensor, update: torch.Tensor, alpha: float, decay: float, seed: torch.Tensor,
                      offset: int) -> None:
     """``add_rounded_`` of flat tensors: the building block that compiled functions (here and in ``projector``) end
@@ -99,7 +106,7 @@ def add_rounded_many(targets: list, updates: list | torch.Tensor, alpha: float, 
     them all in order), with one seed drawn on the device (no host sync) and each target's bits offset past the
     previous one's. Several targets are updated as one: gathered into one buffer, updated by one call, scattered
     back (a call costs more host time than the copies cost the GPU)."""
-    seed = torch.randint(0, 1 << 32, (), device=targets[0].device, dtype=torch.int64, generator=generator)
+    seed = rounding_seeds(targets[0].device, generator)
     if len(targets) == 1:
         add_rounded_(targets[0], updates[0] if isinstance(updates, list) else updates, alpha, decay, seed)
         return
@@ -168,7 +175,7 @@ def adam_float8_(g: torch.Tensor, m: tuple, v: tuple, betas: tuple, step: int, e
     on CUDA instead of dozens of operations and their fp32 temporaries. With a bf16 ``target`` (the weight of the
     gradient's first values, flat) nothing is returned: target = decay * target + alpha * direction, stochastically
     rounded (``add_rounded_``), in the same pass."""
-    seeds = torch.randint(0, 1 << 32, (3,), device=g.device, dtype=torch.int64, generator=generator).unbind()
+    seeds = rounding_seeds(g.device, generator, 3).unbind()
     (m_codes, m_scales), (v_codes, v_scales) = m, v
     args = (g.view(-1), m_codes.view(-1), m_scales.view(-1), v_codes.view(-1), v_scales.view(-1), betas[0], betas[1],
             (1 - betas[1] ** step) ** -0.5, eps, *seeds[:2])
@@ -202,9 +209,9 @@ def moment_bytes(numel: int, kind: str) -> int:
 
 
 def _as_blocks(x: torch.Tensor, blocks: int) -> torch.Tensor:
-    """The flat tensor x as ``blocks`` rows of BLOCK values, zero-padded where it falls short."""
-    pad = blocks * BLOCK - x.numel()
-    return (torch.nn.functional.pad(x, (0, pad)) if pad else x).view(blocks, BLOCK)
+    """The rows of x (flat, or B x k) as ``blocks`` rows of BLOCK values each, zero-padded where they fall short."""
+    pad = blocks * BLOCK - x.shape[-1]
+    return (torch.nn.functional.pad(x, (0, pad)) if pad else x).reshape(-1, BLOCK)
 
 
 def adam_float8_pieces(states: list, grads: list, ranges: list, betas: tuple, step: int, eps: float,
@@ -248,8 +255,7 @@ def adam_float8_stacked(tensors: dict, R: torch.Tensor, betas: tuple, step: int,
     from its projected gradients R (B x k), in place: the directions, B x k."""
     B, k = R.shape
     blocks = tensors["exp_avg"].shape[1]
-    g = R if k == blocks * BLOCK else torch.nn.functional.pad(R, (0, blocks * BLOCK - k))
-    direction = adam_float8_(g.reshape(B * blocks, BLOCK), *(
+    direction = adam_float8_(_as_blocks(R, blocks), *(
         (tensors[key].view(B * blocks, BLOCK), tensors[key + "_scale"].view(B * blocks)) for key in MOMENTS),
         betas, step, eps, generator)
     return direction.view(B, blocks * BLOCK)[:, :k]

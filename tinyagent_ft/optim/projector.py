@@ -11,7 +11,7 @@ from collections import defaultdict
 
 import torch
 
-from .lowbit import add_rounded_flat, add_rounded_many, fused
+from .lowbit import add_rounded_flat, add_rounded_many, fused, rounding_seeds
 from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
@@ -138,7 +138,7 @@ def add_projected_rounded_(W: torch.Tensor, R: torch.Tensor, P: torch.Tensor | N
     """W = decay * W + alpha * P R Q for a bf16 weight W (no fp32 master copy) and R of the projected shape,
     stochastically rounded as ``add_rounded_many`` rounds ``[W]``: the back-projection and the rounded update in one
     compiled call on CUDA, its only temporary the fp32 update."""
-    seed = torch.randint(0, 1 << 32, (), device=W.device, dtype=torch.int64, generator=generator)
+    seed = rounding_seeds(W.device, generator)
     fused(_add_projected_rounded, W.device)(W.view(-1), R, P, Q, alpha, decay, seed)
 
 
