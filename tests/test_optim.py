@@ -816,3 +816,13 @@ def test_float8_adam_of_pieces_and_of_a_slab_match_piece_by_piece(monkeypatch, k
                           for j, st in enumerate(rows)])
     assert stacked.shape == (3, k) and torch.equal(stacked, by_row)
     assert all(torch.equal(as_bytes(slab)[key][j], as_bytes(rows[j])[key]) for j in range(3) for key in slab)
+
+def test_interleaved_benchmark_names_a_checkout_without_the_optimizer_in_one_line(tmp_path):
+    """``benchmarks/optim/interleaved.py --before DIR`` where DIR holds no ``tinyagent_ft/optim``: one line, exit 2,
+    before any model is built."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, "interleaved.py", "--before", str(tmp_path)], cwd=root / "benchmarks" / "optim",
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines()[-1] == f"error: --before {tmp_path}: no tinyagent_ft/optim/__init__.py there"

@@ -36,7 +36,8 @@ def load_optim(checkout: Path, name: str = "optim_before"):
     """``tinyagent_ft.optim`` of another checkout, as package ``name`` (its imports are relative)."""
     init = checkout / "tinyagent_ft" / "optim" / "__init__.py"
     if not init.is_file():
-        sys.exit(f"error: --before {checkout}: no tinyagent_ft/optim/__init__.py there")
+        print(f"error: --before {checkout}: no tinyagent_ft/optim/__init__.py there", file=sys.stderr)
+        sys.exit(2)
     spec = importlib.util.spec_from_file_location(name, init, submodule_search_locations=[str(init.parent)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
