@@ -26,7 +26,7 @@ STEPS, STOP = 13, 6  # refreshes every 4 steps: the resumed run crosses the refr
 out, method = Path(sys.argv[1]), (sys.argv[2] if len(sys.argv) > 2 else "randomized")
 state_dtype = sys.argv[3] if len(sys.argv) > 3 else "float32"
 sharded = len(sys.argv) > 4 and sys.argv[4] == "sharded"
-cuda = torch.cuda.is_available()
+cuda = torch.cuda.device_count() >= int(os.environ["WORLD_SIZE"])  # NCCL with a GPU per rank; else gloo on CPU
 dist.init_process_group("nccl" if cuda else "gloo")
 rank = dist.get_rank()
 device = torch.device("cuda", rank) if cuda else torch.device("cpu")
