@@ -32,7 +32,7 @@ from .projector import (METHODS, SIDES, add_projected_back_many, add_projected_b
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 STATE_DTYPES = ("float32", "bfloat16", "float8")  # Adam moments (float8: lowbit); float16's range loses small second moments
-CHUNK = 1 << 22  # values per batch of an Adam step (16 MB in fp32): bounds its temporaries
+CHUNK = 1 << 23  # values per batch of an Adam step (float8: 96 MB of the fused pass's temporaries): bounds them
 
 
 # Defaults chosen from benchmarks/optim (see README): two-sided keeps the history small enough that
@@ -235,13 +235,16 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         return loss
 
     @torch.no_grad()
-    def step_params(self, group: dict, params: list, gradients: list, projected: bool = False) -> None:
+    def step_params(self, group: dict, params: list, gradients: list, projected: bool = False,
+                    piece: int | None = None) -> None:
         """Update some parameters of a group (layer-wise mode) from their gradients, or from gradients already
-        projected (``projected=True``), batched over weights of one shape."""
+        projected (``projected=True``), batched over weights of one shape; unprojected weights in pieces of at most
+        ``piece`` values (default CHUNK; ``_adam_many``)."""
         gi = next(i for i, g in enumerate(self.param_groups) if g is group)
-        self._step_group(gi, group, params, gradients, projected)
+        self._step_group(gi, group, params, gradients, projected, piece)
 
-    def _step_group(self, gi: int, group: dict, params: list, grads: list, projected: bool = False) -> None:
+    def _step_group(self, gi: int, group: dict, params: list, grads: list, projected: bool = False,
+                    piece: int | None = None) -> None:
         with _tf32_matmuls(group.get("tf32", False)):
             if "rank" in group:
                 if not projected:
@@ -250,7 +253,8 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
                 left = self._stacked_step(gi, group, params, grads, projected)
                 params, grads = [params[i] for i in left], [grads[i] for i in left]
             if params:
-                self._update_many(group, params, grads if projected else self._projected(group, params, grads))
+                self._update_many(group, params, grads if projected else self._projected(group, params, grads),
+                                  piece)
 
     def _projected(self, group: dict, params: list, grads: list) -> list:
         """The gradients as the update takes them: projected, batched over weights of one shape, in a projected
@@ -363,7 +367,7 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
                     out[i] = part
         return out
 
-    def _update_many(self, group: dict, params: list, Rs: list) -> None:
+    def _update_many(self, group: dict, params: list, Rs: list, piece: int | None = None) -> None:
         # One host sync per group: a non-finite entry anywhere in a gradient makes its projection's norm
         # non-finite, and that parameter's update is skipped.
         norms = torch._foreach_norm(Rs)
@@ -380,14 +384,14 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
         params, Rs = [p for p, _ in good], [R for _, R in good]  # unprojected gradients become fp32 piece by piece
         if "rank" in group and group["history"] > 0:
             Rs = self._natural_many(group, list(zip(params, Rs)))
-        self._adam_many(group, params, Rs)
+        self._adam_many(group, params, Rs, piece)
 
-    def _adam_many(self, group: dict, params: list, Rs: list) -> None:
+    def _adam_many(self, group: dict, params: list, Rs: list, piece: int | None = None) -> None:
         """Adam on the (projected) gradients with multi-tensor (foreach) kernels: a handful of launches for a
         batch of weights instead of a dozen per weight. Weights are grouped by step count (bias correction);
-        unprojected weights are cut into pieces of at most CHUNK values so that the step's temporaries stay
+        unprojected weights are cut into pieces of at most ``piece`` values so that the step's temporaries stay
         bounded whatever the largest weight (an embedding)."""
-        kind = group.get("state_dtype", "float32")
+        kind, piece = group.get("state_dtype", "float32"), piece or CHUNK
         by_step = defaultdict(list)
         for p, R in zip(params, Rs):
             state = self.state[p]
@@ -398,11 +402,11 @@ class NaturalGaLoreAdamW(torch.optim.Optimizer):
             batch, size = [], 0
             for p, R in pairs:
                 n = R.numel()
-                cut = CHUNK if "rank" not in group and p.is_contiguous() else n  # a projected R is used whole
+                cut = piece if "rank" not in group and p.is_contiguous() else n  # a projected R is used whole
                 for lo in range(0, n, cut):
                     batch.append((p, R, lo, min(lo + cut, n)))
                     size += batch[-1][3] - lo
-                    if size >= CHUNK:
+                    if size >= piece:
                         self._adam_pieces(group, step, batch)
                         batch, size = [], 0
             if batch:

@@ -16,7 +16,9 @@ from .natural import warn_once
 
 SIDES = ("std", "left", "right", "two_sided")
 METHODS = ("svd", "randomized", "power")
-BATCH_VALUES = 1 << 24  # values of a batch of full-size gradients or updates (64 MB in fp32): bounds the temporaries
+# Values of a batch of full-size gradients or updates (128 MB in fp32): bounds the temporaries. Two of TinyLlama's MLP
+# weights fit one batch, so that they cost the host one batched call rather than one each.
+BATCH_VALUES = 1 << 25
 
 
 def sides_for(shape: tuple[int, int], side: str, rank: int) -> tuple[bool, bool]:
@@ -118,14 +120,25 @@ def project_back(R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None
     return G if P is None else P.to(R.dtype) @ G
 
 
-def _project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
-    return project(G.float(), P, Q)
+def _fp32_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """a @ b in fp32 for bf16 (or fp16) matrices, or batches, on CUDA: cuBLAS multiplies them as they are, with fp32
+    accumulation and output, so neither operand is copied to fp32 and the product runs on tensor cores."""
+    return (torch.bmm if a.dim() == 3 else torch.mm)(a, b, torch.float32)
 
 
 def project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
-    """``project`` of G's values in fp32 (G in any float dtype, one matrix): the casts and both products in one
-    compiled call on CUDA, where eagerly they are five."""
-    return fused(_project_fp32, G.device)(G, P, Q)
+    """``project`` of G's values in fp32, of one matrix or of a batch. A bf16 (fp16) G on CUDA with projectors of its
+    dtype enters the first product as it is (``_fp32_product``: the products of its values are exact in fp32 and summed
+    in fp32, as those of an fp32 copy are); elsewhere G is copied to fp32 first. Eager on purpose: a compiled call
+    costs the host about twice these few operations (session 33)."""
+    low = G.dtype in (torch.bfloat16, torch.float16) and all(t is None or t.dtype == G.dtype for t in (P, Q))
+    if not (G.is_cuda and low):
+        return project(G.float(), P, Q)
+    if P is not None and (Q is None or G.shape[-2] >= G.shape[-1]):
+        R = _fp32_product(P.mT, G)
+        return R if Q is None else R @ Q.mT.float()
+    R = _fp32_product(G, Q.mT)
+    return R if P is None else P.mT.float() @ R
 
 
 def _add_projected_rounded(target: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
@@ -207,18 +220,16 @@ def buckets(sizes: list[int], limit: int) -> list[list[int]]:
 
 
 def project_stacked(Gs: list, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
-    """``project`` of the fp32 copies of gradients of one shape with stacked projectors (B x m x r, B x r x n):
-    B x rm x rn, from two batched products instead of two per weight (a small model's step is bound by launches).
-    The full-size copies are made BATCH_VALUES values at a time."""
+    """``project_fp32`` of gradients of one shape with stacked projectors (B x m x r, B x r x n): B x rm x rn, from two
+    batched products instead of two per weight (a small model's step is bound by launches). The gradients are stacked
+    BATCH_VALUES values at a time."""
     m, n = Gs[0].shape
     out = []
     for lo, hi in _chunks(len(Gs), m * n):
         if hi - lo == 1:  # a matrix that fills a batch alone: no copy into a batch
             out.append(project_fp32(Gs[lo], _row(P, lo), _row(Q, lo))[None])
             continue
-        G = torch.empty((hi - lo, m, n), dtype=torch.float32, device=Gs[0].device)
-        torch._foreach_copy_(list(G.unbind(0)), Gs[lo:hi])  # one multi-tensor copy, converting bf16 on the way
-        out.append(project(G, _rows(P, lo, hi), _rows(Q, lo, hi)))
+        out.append(project_fp32(torch.stack(Gs[lo:hi]), _rows(P, lo, hi), _rows(Q, lo, hi)))
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
