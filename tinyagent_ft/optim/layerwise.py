@@ -27,7 +27,7 @@ from .natural_galore import NaturalGaLoreAdamW
 QUEUE_VALUES = 1 << 22  # gradient values held for one batched update (16 MB in fp32; rank-128 TinyLlama: one batch)
 # An embedding updated in its hook is stepped in pieces of this many values: in backward no other full gradient is alive,
 # so the fused float8 step's temporaries (12 bytes a value) may be 4x those of the normal step, while each piece costs
-# the host one call (~0.55 ms on an H100 host) whatever its size.
+# the host one call (0.25-0.6 ms on H100 hosts) whatever its size.
 PIECE_VALUES = 1 << 24
 
 

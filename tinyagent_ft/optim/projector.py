@@ -126,13 +126,18 @@ def _fp32_product(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (torch.bmm if a.dim() == 3 else torch.mm)(a, b, torch.float32)
 
 
+def _multiplied_as_is(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> bool:
+    """Whether ``project_fp32`` multiplies G without an fp32 copy: bf16 (fp16) on CUDA, with projectors of its dtype."""
+    return (G.is_cuda and G.dtype in (torch.bfloat16, torch.float16)
+            and all(t is None or t.dtype == G.dtype for t in (P, Q)))
+
+
 def project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
     """``project`` of G's values in fp32, of one matrix or of a batch. A bf16 (fp16) G on CUDA with projectors of its
     dtype enters the first product as it is (``_fp32_product``: the products of its values are exact in fp32 and summed
     in fp32, as those of an fp32 copy are); elsewhere G is copied to fp32 first. Eager on purpose: a compiled call
     costs the host about twice these few operations (session 33)."""
-    low = G.dtype in (torch.bfloat16, torch.float16) and all(t is None or t.dtype == G.dtype for t in (P, Q))
-    if not (G.is_cuda and low):
+    if not _multiplied_as_is(G, P, Q):
         return project(G.float(), P, Q)
     if P is not None and (Q is None or G.shape[-2] >= G.shape[-1]):
         R = _fp32_product(P.mT, G)
@@ -229,7 +234,12 @@ def project_stacked(Gs: list, P: torch.Tensor | None, Q: torch.Tensor | None) ->
         if hi - lo == 1:  # a matrix that fills a batch alone: no copy into a batch
             out.append(project_fp32(Gs[lo], _row(P, lo), _row(Q, lo))[None])
             continue
-        out.append(project_fp32(torch.stack(Gs[lo:hi]), _rows(P, lo, hi), _rows(Q, lo, hi)))
+        if _multiplied_as_is(Gs[lo], P, Q):
+            G = torch.stack(Gs[lo:hi])
+        else:  # the fp32 copy the products need, made by one multi-tensor copy
+            G = torch.empty((hi - lo, m, n), dtype=torch.float32, device=Gs[lo].device)
+            torch._foreach_copy_(list(G.unbind(0)), Gs[lo:hi])
+        out.append(project_fp32(G, _rows(P, lo, hi), _rows(Q, lo, hi)))
     return out[0] if len(out) == 1 else torch.cat(out)
 
 
