@@ -838,3 +838,15 @@ def test_interleaved_benchmark_names_a_checkout_without_the_optimizer_in_one_lin
                          capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == f"error: --before {tmp_path}: no tinyagent_ft/optim/__init__.py there"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="they time CUDA steps there")
+@pytest.mark.parametrize("script,what", [("host_phases.py", "a CUDA step"), ("call_costs.py", "CUDA calls")])
+def test_cuda_timing_benchmarks_say_in_one_line_that_no_gpu_is_visible(script, what):
+    """The host-time benchmarks need a GPU: without one, one line and exit 1, before any model is built."""
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    run = subprocess.run([sys.executable, script], cwd=root / "benchmarks" / "optim", capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert run.returncode == 1
+    assert run.stderr.strip().splitlines() == [f"error: {script} times {what}, and no GPU is visible"]
