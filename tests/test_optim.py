@@ -829,13 +829,18 @@ def test_float8_adam_of_pieces_and_of_a_slab_match_piece_by_piece(monkeypatch, k
     assert stacked.shape == (3, k) and torch.equal(stacked, by_row)
     assert all(torch.equal(as_bytes(slab)[key][j], as_bytes(rows[j])[key]) for j in range(3) for key in slab)
 
+
+def run_optim_benchmark(*args: str) -> subprocess.CompletedProcess:
+    """``python benchmarks/optim/ARGS...`` as a user runs it, this checkout importable."""
+    root = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, *args], cwd=root / "benchmarks" / "optim", capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(root)}, timeout=300)
+
+
 def test_interleaved_benchmark_names_a_checkout_without_the_optimizer_in_one_line(tmp_path):
     """``benchmarks/optim/interleaved.py --before DIR`` where DIR holds no ``tinyagent_ft/optim``: one line, exit 2,
     before any model is built."""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    run = subprocess.run([sys.executable, "interleaved.py", "--before", str(tmp_path)], cwd=root / "benchmarks" / "optim",
-                         capture_output=True, text=True, env=env, timeout=300)
+    run = run_optim_benchmark("interleaved.py", "--before", str(tmp_path))
     assert run.returncode == 2
     assert run.stderr.strip().splitlines()[-1] == f"error: --before {tmp_path}: no tinyagent_ft/optim/__init__.py there"
 
@@ -844,9 +849,6 @@ def test_interleaved_benchmark_names_a_checkout_without_the_optimizer_in_one_lin
 @pytest.mark.parametrize("script,what", [("host_phases.py", "a CUDA step"), ("call_costs.py", "CUDA calls")])
 def test_cuda_timing_benchmarks_say_in_one_line_that_no_gpu_is_visible(script, what):
     """The host-time benchmarks need a GPU: without one, one line and exit 1, before any model is built."""
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": str(root)}
-    run = subprocess.run([sys.executable, script], cwd=root / "benchmarks" / "optim", capture_output=True, text=True,
-                         env=env, timeout=300)
+    run = run_optim_benchmark(script)
     assert run.returncode == 1
     assert run.stderr.strip().splitlines() == [f"error: {script} times {what}, and no GPU is visible"]

@@ -103,11 +103,16 @@ def compute_projectors(G: torch.Tensor, rank: int, side: str, method: str, previ
     raise RuntimeError("no projector could be computed: the gradient has no finite SVD")
 
 
+def _left_first(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> bool:
+    """Whether ``project`` multiplies by P first: the side that shrinks more (fewer flops when both are projected)."""
+    return P is not None and (Q is None or G.shape[-2] >= G.shape[-1])
+
+
 def project(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None) -> torch.Tensor:
     """P^T G Q^T with the side that shrinks more reduced first (fewer flops when both are projected); of one
     matrix, or of a batch (leading dimension) with a batch of projectors."""
     P, Q = (P if P is None else P.to(G.dtype)), (Q if Q is None else Q.to(G.dtype))
-    if P is not None and (Q is None or G.shape[-2] >= G.shape[-1]):
+    if _left_first(G, P, Q):
         R = P.mT @ G
         return R if Q is None else R @ Q.mT
     R = G if Q is None else G @ Q.mT
@@ -139,11 +144,9 @@ def project_fp32(G: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None
     costs the host about twice these few operations (session 33)."""
     if not _multiplied_as_is(G, P, Q):
         return project(G.float(), P, Q)
-    if P is not None and (Q is None or G.shape[-2] >= G.shape[-1]):
-        R = _fp32_product(P.mT, G)
-        return R if Q is None else R @ Q.mT.float()
-    R = _fp32_product(G, Q.mT)
-    return R if P is None else P.mT.float() @ R
+    if _left_first(G, P, Q):  # the other side, if any, multiplies the fp32 product as ``project`` does
+        return project(_fp32_product(P.mT, G), None, Q)
+    return project(_fp32_product(G, Q.mT), P, None)
 
 
 def _add_projected_rounded(target: torch.Tensor, R: torch.Tensor, P: torch.Tensor | None, Q: torch.Tensor | None,
